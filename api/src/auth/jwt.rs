@@ -1,0 +1,168 @@
+//! Short-lived HS256 access tokens. The algorithm is pinned, and `exp`, `iss`,
+//! `aud` and `sub` are required, so `alg: none`, another algorithm, a foreign
+//! issuer or audience, or a malformed `exp` are all rejected alike.
+
+use std::{path::Path, time::Duration};
+
+use chrono::{DateTime, Utc};
+use entity::enums::{Role, StaffPosition};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde::{Deserialize, Serialize};
+
+use super::Principal;
+use crate::{
+    config::Settings,
+    error::{ApiError, ApiResult},
+};
+
+const ALGORITHM: Algorithm = Algorithm::HS256;
+/// Tolerated clock skew between instances, in seconds.
+const LEEWAY_SECS: u64 = 30;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pos: Option<StaffPosition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cid: Option<i64>,
+    pub iss: String,
+    pub aud: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+pub struct TokenService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    access_ttl: Duration,
+}
+
+/// An access token and the moment it stops working.
+pub struct AccessToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl TokenService {
+    pub fn new(secret: &[u8], settings: &Settings) -> Self {
+        let mut validation = Validation::new(ALGORITHM);
+        validation.set_issuer(&[&settings.jwt_issuer]);
+        validation.set_audience(&[&settings.jwt_audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer: settings.jwt_issuer.clone(),
+            audience: settings.jwt_audience.clone(),
+            access_ttl: settings.access_token_ttl,
+        }
+    }
+
+    pub fn issue(&self, principal: &Principal) -> ApiResult<AccessToken> {
+        let now = Utc::now();
+        let expires_at = now
+            + chrono::Duration::from_std(self.access_ttl)
+                .map_err(|_| ApiError::Internal("access token TTL out of range".into()))?;
+        let claims = Claims {
+            sub: principal.user_id.to_string(),
+            role: principal.role,
+            pos: principal.position,
+            cid: principal.community_id,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
+        let token = encode(&Header::new(ALGORITHM), &claims, &self.encoding)
+            .map_err(|err| ApiError::Internal(format!("token signing failed: {err}")))?;
+        Ok(AccessToken { token, expires_at })
+    }
+
+    /// Verifies signature, algorithm, expiry, issuer and audience; returns the
+    /// principal and the token's expiry.
+    pub fn verify(&self, token: &str) -> ApiResult<(Principal, DateTime<Utc>)> {
+        let invalid = || ApiError::Unauthenticated("invalid or expired access token");
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| invalid())?;
+        let claims = data.claims;
+        let user_id = claims.sub.parse::<i64>().map_err(|_| invalid())?;
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(invalid)?;
+        let principal = Principal { user_id, role: claims.role, position: claims.pos, community_id: claims.cid };
+        Ok((principal, expires_at))
+    }
+}
+
+/// The signing secret: `JWT_SECRET`, or in development a random one generated
+/// once and kept in the data directory so tokens survive restarts.
+pub fn load_or_create_secret(settings: &Settings) -> std::io::Result<Vec<u8>> {
+    if let Some(secret) = &settings.jwt_secret {
+        return Ok(secret.as_bytes().to_vec());
+    }
+    let path = settings.data_dir.join("jwt_secret");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if existing.len() >= 32 {
+            return Ok(existing.as_bytes().to_vec());
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private(&path, &secret)?;
+    tracing::warn!(path = %path.display(), "JWT_SECRET is not set: generated a development secret; set JWT_SECRET in production");
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, contents)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service() -> TokenService {
+        TokenService::new(&[7u8; 32], &Settings::default())
+    }
+
+    fn principal() -> Principal {
+        Principal { user_id: 42, role: Role::Staff, position: Some(StaffPosition::Manager), community_id: Some(3) }
+    }
+
+    #[test]
+    fn round_trips_the_principal() {
+        let tokens = service();
+        let issued = tokens.issue(&principal()).unwrap();
+        let (verified, expires_at) = tokens.verify(&issued.token).unwrap();
+        assert_eq!(verified, principal());
+        assert_eq!(expires_at.timestamp(), issued.expires_at.timestamp());
+    }
+
+    #[test]
+    fn rejects_a_token_signed_with_another_key() {
+        let other = TokenService::new(&[8u8; 32], &Settings::default());
+        let issued = other.issue(&principal()).unwrap();
+        assert!(service().verify(&issued.token).is_err());
+    }
+
+    #[test]
+    fn rejects_a_foreign_audience() {
+        let settings = Settings { jwt_audience: "someone-else".into(), ..Settings::default() };
+        let foreign = TokenService::new(&[7u8; 32], &settings);
+        let issued = foreign.issue(&principal()).unwrap();
+        assert!(service().verify(&issued.token).is_err());
+    }
+}

@@ -1,0 +1,157 @@
+//! Every setting, read once at start-up from the environment (and an optional
+//! `.env`), each with the default documented in the README.
+
+use std::{path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AppEnv {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    pub app_env: AppEnv,
+    /// Address the HTTP server listens on.
+    pub bind: String,
+    pub database_url: String,
+    pub db_max_connections: u32,
+    /// Where the embedded database, the development JWT secret and uploads live.
+    pub data_dir: PathBuf,
+    /// Redis for fan-out and shared limits when several instances run side by side.
+    pub redis_url: Option<String>,
+    pub jwt_secret: Option<String>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    pub login_max_failures: u32,
+    #[serde(with = "humantime_serde")]
+    pub login_failure_window: Duration,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+    /// HTTP worker threads; 0 means one per core.
+    pub workers: usize,
+    pub log_level: String,
+    pub log_format: LogFormat,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            app_env: AppEnv::Development,
+            bind: "127.0.0.1:8080".into(),
+            database_url: "sqlite://data/app.db?mode=rwc".into(),
+            db_max_connections: 10,
+            data_dir: PathBuf::from("data"),
+            redis_url: None,
+            jwt_secret: None,
+            jwt_issuer: "property-service".into(),
+            jwt_audience: "property-apps".into(),
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
+            login_max_failures: 5,
+            login_failure_window: Duration::from_secs(15 * 60),
+            max_body_bytes: 1024 * 1024,
+            workers: 0,
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    // Hand-written so that the JWT secret and credentials in URLs never reach a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("app_env", &self.app_env)
+            .field("bind", &self.bind)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "<set>"))
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Drops the password part of `scheme://user:password@host/...`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            let user = credentials.split(':').next().unwrap_or_default();
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid configuration: {0}")]
+    Invalid(#[from] config::ConfigError),
+    #[error("APP_ENV=production requires JWT_SECRET (at least 32 bytes)")]
+    MissingProductionSecret,
+    #[error("JWT_SECRET must be at least 32 bytes long")]
+    WeakSecret,
+}
+
+impl Settings {
+    /// Reads `.env` when present, then the process environment.
+    pub fn from_env() -> Result<Self, SettingsError> {
+        let _ = dotenvy::dotenv();
+        let settings: Settings = config::Config::builder()
+            .add_source(config::Environment::default().try_parsing(false))
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        match (&self.jwt_secret, self.app_env) {
+            (None, AppEnv::Production) => Err(SettingsError::MissingProductionSecret),
+            (Some(secret), _) if secret.len() < 32 => Err(SettingsError::WeakSecret),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.app_env == AppEnv::Production
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_in_urls() {
+        assert_eq!(redact_url("postgres://app:s3cret@db:5432/app"), "postgres://app:***@db:5432/app");
+        assert_eq!(redact_url("sqlite://data/app.db?mode=rwc"), "sqlite://data/app.db?mode=rwc");
+    }
+
+    #[test]
+    fn production_requires_a_strong_secret() {
+        let mut settings = Settings { app_env: AppEnv::Production, ..Settings::default() };
+        assert!(matches!(settings.validate(), Err(SettingsError::MissingProductionSecret)));
+        settings.jwt_secret = Some("short".into());
+        assert!(matches!(settings.validate(), Err(SettingsError::WeakSecret)));
+        settings.jwt_secret = Some("x".repeat(32));
+        assert!(settings.validate().is_ok());
+    }
+}

@@ -1,0 +1,89 @@
+//! One batch loader for "rows of table E by id", so nested fields of a page cost
+//! one query per table, not one per row. Loaders are shared by all requests and
+//! keep no cache: each batch is read fresh.
+
+use std::{collections::HashMap, marker::PhantomData, sync::Arc};
+
+use async_graphql::dataloader::Loader;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter, Value,
+};
+
+pub struct ById<E> {
+    db: DatabaseConnection,
+    entity: PhantomData<fn() -> E>,
+}
+
+impl<E> ById<E> {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db, entity: PhantomData }
+    }
+}
+
+impl<E> Loader<i64> for ById<E>
+where
+    E: EntityTrait,
+    E::Model: Clone + Send + Sync + 'static,
+{
+    type Value = E::Model;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let Some(primary_key) = E::PrimaryKey::iter().next() else {
+            return Err(Arc::new(DbErr::Custom("entity without a primary key".into())));
+        };
+        let column = primary_key.into_column();
+        let rows = E::find().filter(column.is_in(keys.iter().copied())).all(&self.db).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match row.get(column) {
+                Value::BigInt(Some(id)) => Some((id, row)),
+                _ => None,
+            })
+            .collect())
+    }
+}
+
+/// Loads one row of `E` by id through the request's shared batch loader.
+pub async fn load_one<E>(ctx: &async_graphql::Context<'_>, id: i64) -> crate::error::ApiResult<Option<E::Model>>
+where
+    E: EntityTrait,
+    E::Model: Clone + Send + Sync + 'static,
+{
+    ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>()
+        .load_one(id)
+        .await
+        .map_err(|err| crate::error::ApiError::Internal(format!("batch load failed: {err}")))
+}
+
+/// Current (not moved-out) memberships of each unit.
+pub struct CurrentMembershipsByUnit {
+    db: DatabaseConnection,
+}
+
+impl CurrentMembershipsByUnit {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+}
+
+impl Loader<i64> for CurrentMembershipsByUnit {
+    type Value = Vec<entity::unit_membership::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, unit_ids: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        use entity::unit_membership::Column;
+        use sea_orm::QueryOrder;
+        let rows = entity::unit_membership::Entity::find()
+            .filter(Column::UnitId.is_in(unit_ids.iter().copied()))
+            .filter(Column::MovedOutOn.is_null())
+            .order_by_asc(Column::Id)
+            .all(&self.db)
+            .await?;
+        let mut grouped: HashMap<i64, Self::Value> = HashMap::new();
+        for row in rows {
+            grouped.entry(row.unit_id).or_default().push(row);
+        }
+        Ok(grouped)
+    }
+}

@@ -1,0 +1,11 @@
+//! The GraphQL plumbing shared by every area: schema assembly, request context,
+//! opaque ids, pagination and batch loading.
+
+pub mod context;
+pub mod ids;
+pub mod loader;
+pub mod pagination;
+pub mod schema;
+
+pub use context::{Auth, ContextExt};
+pub use schema::{AppSchema, build_schema};

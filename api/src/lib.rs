@@ -1,0 +1,89 @@
+//! The property-management customer-service backend: one GraphQL schema over
+//! HTTP and WebSocket for residents, butlers, staff and integrators.
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod graphql;
+pub mod http;
+pub mod identity;
+pub mod property;
+pub mod telemetry;
+pub mod validate;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use actix_web::{App, HttpServer, web};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use tracing_actix_web::TracingLogger;
+
+use crate::{auth::TokenService, config::Settings};
+
+/// What every request handler needs, shared by all workers.
+pub struct AppContext {
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    pub tokens: TokenService,
+    /// Keys the hashes that stand in for phone numbers in the login-attempt log.
+    pub hashing_key: Vec<u8>,
+}
+
+/// Connects to the database named by the settings and brings its schema up to date.
+pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    if settings.database_url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
+    }
+    let mut options = ConnectOptions::new(settings.database_url.clone());
+    options
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        // SQLite: readers do not block the writer, and a writer waits its turn
+        // instead of failing with "database is locked".
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    let db = Database::connect(options).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+pub fn app_context(db: DatabaseConnection, settings: Settings) -> std::io::Result<Arc<AppContext>> {
+    let secret = auth::jwt::load_or_create_secret(&settings)?;
+    let tokens = TokenService::new(&secret, &settings);
+    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret }))
+}
+
+/// A bound, not yet awaited, HTTP server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub server: actix_web::dev::Server,
+}
+
+/// Binds the HTTP server (port 0 picks a free port) with all routes.
+pub fn serve(app: Arc<AppContext>) -> std::io::Result<Running> {
+    let schema = graphql::build_schema(app.clone());
+    let max_body = app.settings.max_body_bytes;
+    let bind = app.settings.bind.clone();
+    let workers = app.settings.workers;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(TracingLogger::default())
+            .app_data(web::PayloadConfig::new(max_body))
+            .app_data(web::Data::new(schema.clone()))
+            .app_data(web::Data::new(app.clone()))
+            .configure(http::routes)
+    })
+    .shutdown_timeout(10);
+    if workers > 0 {
+        server = server.workers(workers);
+    }
+    let server = server.bind(&bind)?;
+    let addr = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("no address bound"))?;
+    Ok(Running { addr, server: server.run() })
+}

@@ -1,0 +1,32 @@
+use clap::Parser;
+
+/// The property-management customer-service GraphQL server.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Load the demo community, buildings, units and accounts (once) and print the accounts.
+    #[arg(long)]
+    demo: bool,
+}
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = Cli::parse();
+    let settings = api::config::Settings::from_env()?;
+    api::telemetry::init(&settings);
+    tracing::info!(?settings, "starting");
+
+    let db = api::connect_database(&settings).await?;
+    if cli.demo {
+        let accounts = api::demo::seed(&db).await?;
+        println!("\nDemo accounts (phone / password {}):", api::demo::DEMO_PASSWORD);
+        for account in &accounts {
+            println!("  {:<24} {}", account.label, account.phone);
+        }
+    }
+    let app = api::app_context(db, settings)?;
+    let running = api::serve(app)?;
+    println!("\nGraphiQL: http://{}/graphql\n", running.addr);
+    running.server.await?;
+    Ok(())
+}

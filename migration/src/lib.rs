@@ -1,0 +1,15 @@
+//! Schema migrations, applied at start-up. One file per change; a landed file is
+//! never edited, later changes add new files.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_property_and_identity;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_property_and_identity::Migration)]
+    }
+}
