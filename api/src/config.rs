@@ -27,6 +27,8 @@ pub struct Settings {
     pub bind: String,
     pub database_url: String,
     pub db_max_connections: u32,
+    /// PostgreSQL schema to use instead of the connection's default search path.
+    pub database_schema: Option<String>,
     /// Where the embedded database, the development JWT secret and uploads live.
     pub data_dir: PathBuf,
     /// Redis for fan-out and shared limits when several instances run side by side.
@@ -56,6 +58,7 @@ impl Default for Settings {
             bind: "127.0.0.1:8080".into(),
             database_url: "sqlite://data/app.db?mode=rwc".into(),
             db_max_connections: 10,
+            database_schema: None,
             data_dir: PathBuf::from("data"),
             redis_url: None,
             jwt_secret: None,

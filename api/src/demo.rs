@@ -53,7 +53,7 @@ pub async fn seed(db: &DatabaseConnection) -> ApiResult<Vec<DemoAccount>> {
     let existing = community::Entity::find().filter(community::Column::Name.eq(DEMO_COMMUNITY)).one(db).await?;
     if existing.is_some() {
         tracing::info!("demo data already loaded");
-        return Ok(demo_accounts(db, "138").await?);
+        return demo_accounts(db, "138").await;
     }
     Ok(seed_community(db, DEMO_COMMUNITY, "138").await?.accounts)
 }

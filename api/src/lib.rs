@@ -48,6 +48,9 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
         });
+    if let Some(schema) = &settings.database_schema {
+        options.set_schema_search_path(schema.clone());
+    }
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)

@@ -1,1 +1,216 @@
+//! Test harness: a real server on a random port over a fresh database (a temp
+//! SQLite file, or a fresh PostgreSQL schema when TEST_DATABASE_URL is set),
+//! seeded with the demo community and a second, unrelated community.
 
+use std::{net::SocketAddr, time::Duration};
+
+use api::{
+    config::Settings,
+    demo::{self, SeededCommunity},
+};
+use futures_util::{SinkExt, StreamExt};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
+
+/// The secret test servers sign with, so tests can forge tokens.
+pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    pub db: DatabaseConnection,
+    pub settings: Settings,
+    /// The demo community (phones 138…).
+    pub home: SeededCommunity,
+    /// Another community of the same company (phones 139…), out of everyone's scope in `home`.
+    pub other: SeededCommunity,
+    _cleanup: Option<PgSchema>,
+    _data_dir: tempfile::TempDir,
+}
+
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs outside any async context we could borrow, so clean up on a
+        // thread of our own; a failure only leaves an unused schema behind.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            runtime.block_on(async {
+                if let Ok(db) = Database::connect(url).await {
+                    let _ = db.execute_unprepared(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts a server whose settings `customise` may change first.
+pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let mut settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        data_dir: data_dir.path().to_path_buf(),
+        database_url: format!("sqlite://{}/app.db?mode=rwc", data_dir.path().display()),
+        jwt_secret: Some(TEST_JWT_SECRET.into()),
+        workers: 1,
+        db_max_connections: 5,
+        ..Settings::default()
+    };
+    let mut cleanup = None;
+    if let Ok(url) = std::env::var("TEST_DATABASE_URL") {
+        let name = format!("t_{}", hex_id());
+        let admin = Database::connect(url.clone()).await.expect("connect to TEST_DATABASE_URL");
+        admin.execute_unprepared(&format!("CREATE SCHEMA {name}")).await.expect("create test schema");
+        settings.database_url = url.clone();
+        settings.database_schema = Some(name.clone());
+        cleanup = Some(PgSchema { url, name });
+    }
+    customise(&mut settings);
+
+    let db = api::connect_database(&settings).await.expect("database");
+    let home = demo::seed_community(&db, demo::DEMO_COMMUNITY, "138").await.expect("seed home community");
+    let other = demo::seed_community(&db, "江畔名苑", "139").await.expect("seed other community");
+    let app = api::app_context(db.clone(), settings.clone()).expect("app context");
+    let running = api::serve(app).expect("bind");
+    tokio::spawn(running.server);
+    TestApp {
+        addr: running.addr,
+        http: reqwest::Client::new(),
+        db,
+        settings,
+        home,
+        other,
+        _cleanup: cleanup,
+        _data_dir: data_dir,
+    }
+}
+
+fn hex_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs one GraphQL operation and returns the whole response body.
+    pub async fn graphql(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self.http.post(self.url("/graphql")).json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request");
+        assert_eq!(response.status(), 200, "GraphQL answers 200");
+        response.json().await.expect("JSON body")
+    }
+
+    /// Like `graphql`, but asserts success and returns `data`.
+    pub async fn data(&self, token: Option<&str>, query: &str, variables: Value) -> Value {
+        let body = self.graphql(token, query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    /// Logs in with phone and the demo password; returns the whole payload.
+    pub async fn login_phone(&self, phone: &str) -> Value {
+        let data = self
+            .data(
+                None,
+                "mutation($phone: String!, $password: String!) { login(input: {phone: $phone, password: $password}) { accessToken refreshToken accessTokenExpiresAt viewer { id name } } }",
+                json!({ "phone": phone, "password": demo::DEMO_PASSWORD }),
+            )
+            .await;
+        data["login"].clone()
+    }
+
+    /// An access token for a demo account of the home community, by key
+    /// ("owner", "butler", "front_desk", …).
+    pub async fn token(&self, key: &str) -> String {
+        self.token_in(&self.home, key).await
+    }
+
+    pub async fn token_in(&self, community: &SeededCommunity, key: &str) -> String {
+        let login = self.login_phone(&community.account(key).phone).await;
+        login["accessToken"].as_str().expect("access token").to_owned()
+    }
+
+    /// Opens a graphql-transport-ws connection (not yet initialised).
+    pub async fn websocket(&self) -> WsClient {
+        let mut request = format!("ws://{}/graphql", self.addr).into_client_request().expect("ws request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+        let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        WsClient { stream }
+    }
+}
+
+/// `errors[0].extensions.code` of a response, if any.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// `errors[0].extensions.field` of a response, if any.
+pub fn error_field(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["field"].as_str()
+}
+
+pub fn id_of(kind: &str, id: i64) -> String {
+    format!("{kind}_{id}")
+}
+
+/// A graphql-transport-ws client speaking JSON messages.
+pub struct WsClient {
+    stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+}
+
+/// What the server sent next.
+#[derive(Debug)]
+pub enum WsEvent {
+    Message(Value),
+    Closed(Option<u16>),
+}
+
+impl WsClient {
+    pub async fn send(&mut self, message: Value) {
+        self.stream.send(Message::Text(message.to_string().into())).await.expect("ws send");
+    }
+
+    /// The next message or close, skipping pings; panics after `timeout`.
+    pub async fn next_event(&mut self, timeout: Duration) -> WsEvent {
+        loop {
+            let next = tokio::time::timeout(timeout, self.stream.next()).await.expect("ws event within timeout");
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return WsEvent::Message(serde_json::from_str(&text).expect("JSON message"));
+                }
+                Some(Ok(Message::Close(frame))) => return WsEvent::Closed(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return WsEvent::Closed(None),
+            }
+        }
+    }
+
+    pub async fn next_message(&mut self) -> Value {
+        match self.next_event(Duration::from_secs(5)).await {
+            WsEvent::Message(message) => message,
+            WsEvent::Closed(code) => panic!("socket closed ({code:?}) while a message was expected"),
+        }
+    }
+
+    /// Sends `connection_init` with the token and returns the server's reply.
+    pub async fn init(&mut self, token: &str) -> WsEvent {
+        self.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
+        self.next_event(Duration::from_secs(5)).await
+    }
+}

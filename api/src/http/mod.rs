@@ -54,7 +54,7 @@ fn request_data(app: &AppContext, auth: Auth) -> Data {
     data
 }
 
-fn header_str<'a>(req: &'a HttpRequest, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
