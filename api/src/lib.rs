@@ -76,7 +76,7 @@ pub fn serve(app: Arc<AppContext>) -> std::io::Result<Running> {
     let workers = app.settings.workers;
     let mut server = HttpServer::new(move || {
         App::new()
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<http::RequestSpan>::new())
             .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::Data::new(schema.clone()))
             .app_data(web::Data::new(app.clone()))

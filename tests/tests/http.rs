@@ -90,14 +90,8 @@ async fn refuses_bodies_a_browser_could_send_cross_site() {
 async fn oversize_and_malformed_bodies_are_rejected_cleanly() {
     let app = spawn_app().await;
     let huge = format!(r#"{{"query":"{{ me {{ name }} }}","variables":{{"pad":"{}"}}}}"#, "x".repeat(2 * 1024 * 1024));
-    let response = app
-        .http
-        .post(app.url("/graphql"))
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        app.http.post(app.url("/graphql")).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(response.status(), 413);
 
     let malformed = app
@@ -111,7 +105,20 @@ async fn oversize_and_malformed_bodies_are_rejected_cleanly() {
     assert_eq!(malformed.status(), 400);
 
     let bad_graphql = app.graphql(None, "{ me { ", json!({})).await;
-    assert!(bad_graphql["errors"].is_array());
+    assert_eq!(error_code(&bad_graphql), Some("GRAPHQL_VALIDATION_FAILED"));
+
+    let unknown_field = app.graphql(None, "{ me { salary } }", json!({})).await;
+    assert_eq!(error_code(&unknown_field), Some("GRAPHQL_VALIDATION_FAILED"));
+
+    let token = app.token("front_desk").await;
+    let wrong_enum = app
+        .graphql(
+            Some(&token),
+            "mutation($unit: ID!) { moveIn(input: {unitId: $unit, phone: \"13700000001\", name: \"x\", relation: LANDLORD}) { membership { id } } }",
+            json!({ "unit": tests::id_of("unit", app.home.unit("1-201").id) }),
+        )
+        .await;
+    assert_eq!(error_code(&wrong_enum), Some("GRAPHQL_VALIDATION_FAILED"));
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! opaque ids, pagination and batch loading.
 
 pub mod context;
+pub mod error_codes;
 pub mod ids;
 pub mod loader;
 pub mod pagination;

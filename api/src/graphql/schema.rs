@@ -3,7 +3,10 @@ use std::sync::Arc;
 use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader};
 use entity::{building, community, unit, user};
 
-use super::loader::{ById, CurrentMembershipsByUnit};
+use super::{
+    error_codes::ErrorCodes,
+    loader::{ById, CurrentMembershipsByUnit},
+};
 use crate::{
     AppContext,
     identity::{IdentityMutation, IdentityQuery},
@@ -25,6 +28,7 @@ fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(MAX_QUERY_DEPTH)
         .limit_complexity(MAX_QUERY_COMPLEXITY)
+        .extension(ErrorCodes)
 }
 
 /// The executable schema: the application context and the shared batch loaders.

@@ -1,6 +1,8 @@
 //! HTTP routes: `/graphql` (POST for operations, GET for GraphiQL, read-only
 //! queries and the WebSocket upgrade), `/healthz` and `/readyz`.
 
+mod request_span;
+
 use std::sync::Arc;
 
 use actix_web::{
@@ -17,6 +19,7 @@ use async_graphql::{
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
 use serde_json::json;
 
+pub use self::request_span::RequestSpan;
 use crate::{
     AppContext,
     graphql::{AppSchema, Auth},
