@@ -210,7 +210,8 @@ impl WsClient {
 
     /// Sends `connection_init` with the token and returns the server's reply.
     pub async fn init(&mut self, token: &str) -> WsEvent {
-        self.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } })).await;
+        self.send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
         self.next_event(Duration::from_secs(5)).await
     }
 }
