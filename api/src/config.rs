@@ -111,6 +111,8 @@ pub enum SettingsError {
     MissingProductionSecret,
     #[error("JWT_SECRET must be at least 32 bytes long")]
     WeakSecret,
+    #[error("LOGIN_MAX_FAILURES must be at least 1")]
+    NoLoginAttempts,
 }
 
 impl Settings {
@@ -126,6 +128,9 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
+        if self.login_max_failures == 0 {
+            return Err(SettingsError::NoLoginAttempts);
+        }
         match (&self.jwt_secret, self.app_env) {
             (None, AppEnv::Production) => Err(SettingsError::MissingProductionSecret),
             (Some(secret), _) if secret.len() < 32 => Err(SettingsError::WeakSecret),

@@ -111,8 +111,9 @@ async fn start_session(
 }
 
 /// Logs in with phone and password. A wrong phone and a wrong password answer
-/// alike; too many failures for one phone within the window are RATE_LIMITED
-/// until the oldest of them leaves the window.
+/// alike; after too many attempts for one phone within the window, further
+/// attempts are RATE_LIMITED until enough of them have left the window. A
+/// successful login clears the phone's attempts.
 #[tracing::instrument(skip_all)]
 pub async fn login(app: &AppContext, phone: &str, password_text: &str) -> ApiResult<Session> {
     let db = &app.db;
@@ -122,15 +123,29 @@ pub async fn login(app: &AppContext, phone: &str, password_text: &str) -> ApiRes
     let now = Utc::now();
     let window = chrono::Duration::from_std(app.settings.login_failure_window)
         .map_err(|_| ApiError::Internal("login window out of range".into()))?;
-    let recent_failures = login_attempt::Entity::find()
+    login_attempt::Entity::delete_many()
+        .filter(login_attempt::Column::PhoneHash.eq(phone_key.as_str()))
+        .filter(login_attempt::Column::AttemptedAt.lte(now - window))
+        .exec(db)
+        .await?;
+    // Record the attempt before judging it, so concurrent guesses see each
+    // other: at most `login_max_failures` attempts per window get as far as the
+    // password check, however many arrive at once. Refused attempts count too.
+    login_attempt::ActiveModel { phone_hash: Set(phone_key.clone()), attempted_at: Set(now), ..Default::default() }
+        .insert(db)
+        .await?;
+    let in_window = login_attempt::Entity::find()
         .filter(login_attempt::Column::PhoneHash.eq(phone_key.as_str()))
         .filter(login_attempt::Column::AttemptedAt.gt(now - window))
         .order_by_asc(login_attempt::Column::AttemptedAt)
         .all(db)
         .await?;
-    if recent_failures.len() >= app.settings.login_max_failures as usize {
-        let oldest = recent_failures[0].attempted_at;
-        let retry_after_secs = std::cmp::max((oldest + window - now).num_seconds(), 1) as u64;
+    let allowed = app.settings.login_max_failures as usize;
+    if in_window.len() > allowed {
+        // The next attempt is let through once all but `allowed - 1` of these
+        // have left the window.
+        let unlocks_at = in_window[in_window.len() - allowed].attempted_at + window;
+        let retry_after_secs = std::cmp::max((unlocks_at - now).num_seconds(), 1) as u64;
         tracing::warn!("login rate limited");
         return Err(ApiError::RateLimited { retry_after_secs });
     }
@@ -148,9 +163,6 @@ pub async fn login(app: &AppContext, phone: &str, password_text: &str) -> ApiRes
             start_session(app, db, user, None).await
         }
         _ => {
-            login_attempt::ActiveModel { phone_hash: Set(phone_key), attempted_at: Set(now), ..Default::default() }
-                .insert(db)
-                .await?;
             tracing::info!("login failed");
             Err(ApiError::Unauthenticated("wrong phone number or password"))
         }

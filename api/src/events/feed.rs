@@ -1,0 +1,102 @@
+//! One subscriber's event feed: first the events after its cursor from the
+//! outbox, then live events from the relay, with no gap and no duplicate
+//! between the two. Live events are filtered by recipient before anything else.
+
+use std::sync::Arc;
+
+use async_stream::stream;
+use entity::{event, event_recipient};
+use futures_util::Stream;
+use sea_orm::{
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
+};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{OutboxEvent, relay};
+use crate::{AppContext, error::ApiError};
+
+const REPLAY_PAGE: u64 = 200;
+
+/// Events of `entity_type` addressed to `user_id`, after `after` (or from now).
+pub fn feed(
+    app: Arc<AppContext>,
+    user_id: i64,
+    entity_type: &'static str,
+    after: Option<i64>,
+) -> impl Stream<Item = Result<Arc<OutboxEvent>, ApiError>> {
+    // Subscribe before reading the outbox: whatever commits from here on is
+    // either in the replay or arrives live.
+    let mut live = app.events.subscribe();
+    stream! {
+        let mut position = match after {
+            Some(after) => after,
+            None => match relay::high_water_mark(&app.db).await {
+                Ok(high) => high,
+                Err(err) => { yield Err(err.into()); return; }
+            },
+        };
+        match replay(&app.db, user_id, entity_type, position).await {
+            Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
+            Err(err) => { yield Err(err.into()); return; }
+        }
+        loop {
+            match live.recv().await {
+                Ok(event) => {
+                    if event.seq <= position {
+                        continue;
+                    }
+                    position = event.seq;
+                    if event.entity_type == entity_type && event.is_for(user_id) {
+                        yield Ok(event);
+                    }
+                }
+                // This subscriber fell behind the broadcast buffer: read what it
+                // missed from the outbox instead of dropping it.
+                Err(RecvError::Lagged(_)) => match replay(&app.db, user_id, entity_type, position).await {
+                    Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
+                    Err(err) => { yield Err(err.into()); return; }
+                },
+                Err(RecvError::Closed) => return,
+            }
+        }
+    }
+}
+
+/// Every committed event after `position` addressed to the user, oldest first.
+async fn replay(
+    db: &DatabaseConnection,
+    user_id: i64,
+    entity_type: &str,
+    mut position: i64,
+) -> Result<Vec<OutboxEvent>, DbErr> {
+    let mut replayed = Vec::new();
+    loop {
+        let addressed = Query::select()
+            .column(event_recipient::Column::EventSeq)
+            .from(event_recipient::Entity)
+            .and_where(event_recipient::Column::UserId.eq(user_id))
+            .and_where(event_recipient::Column::EventSeq.gt(position))
+            .to_owned();
+        let page = event::Entity::find()
+            .filter(event::Column::Seq.gt(position))
+            .filter(event::Column::EntityType.eq(entity_type))
+            .filter(event::Column::Seq.in_subquery(addressed))
+            .order_by_asc(event::Column::Seq)
+            .limit(REPLAY_PAGE)
+            .all(db)
+            .await?;
+        let Some(last) = page.last().map(|row| row.seq) else {
+            return Ok(replayed);
+        };
+        position = last;
+        replayed.extend(page.into_iter().map(|row| OutboxEvent {
+            seq: row.seq,
+            community_id: row.community_id,
+            kind: row.kind,
+            entity_type: row.entity_type,
+            entity_id: row.entity_id,
+            created_at: row.created_at,
+            recipients: vec![user_id],
+        }));
+    }
+}

@@ -1,0 +1,113 @@
+//! The relay: reads committed events past its watermark, in order, and
+//! broadcasts them to this instance's subscriptions. Woken at once by local
+//! commits and by Redis, and by a timer in any case, so a lost wake-up only
+//! delays delivery.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use entity::{event, event_recipient, event_stream};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use tokio::sync::{Notify, broadcast};
+
+use super::OutboxEvent;
+
+const BATCH: u64 = 500;
+
+/// The highest committed sequence number.
+pub async fn high_water_mark(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
+    Ok(event_stream::Entity::find_by_id(1).one(db).await?.map(|row| row.last_seq).unwrap_or(0))
+}
+
+/// Committed events with `after < seq <= up_to`, oldest first, with recipients.
+pub async fn load_range(db: &impl ConnectionTrait, after: i64, up_to: i64) -> Result<Vec<OutboxEvent>, DbErr> {
+    let rows = event::Entity::find()
+        .filter(event::Column::Seq.gt(after))
+        .filter(event::Column::Seq.lte(up_to))
+        .order_by_asc(event::Column::Seq)
+        .limit(BATCH)
+        .all(db)
+        .await?;
+    with_recipients(db, rows).await
+}
+
+pub async fn with_recipients(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<OutboxEvent>, DbErr> {
+    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut recipients: HashMap<i64, Vec<i64>> = HashMap::new();
+    let pairs = event_recipient::Entity::find()
+        .filter(event_recipient::Column::EventSeq.gte(first.seq))
+        .filter(event_recipient::Column::EventSeq.lte(last.seq))
+        .all(db)
+        .await?;
+    for pair in pairs {
+        recipients.entry(pair.event_seq).or_default().push(pair.user_id);
+    }
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mut users = recipients.remove(&row.seq).unwrap_or_default();
+            users.sort_unstable();
+            OutboxEvent {
+                seq: row.seq,
+                community_id: row.community_id,
+                kind: row.kind,
+                entity_type: row.entity_type,
+                entity_id: row.entity_id,
+                created_at: row.created_at,
+                recipients: users,
+            }
+        })
+        .collect())
+}
+
+/// Starts the relay on the current runtime, from the current high-water mark.
+pub(super) async fn start(
+    db: DatabaseConnection,
+    sender: broadcast::Sender<Arc<OutboxEvent>>,
+    wake: Arc<Notify>,
+    poll_interval: Duration,
+) -> Result<(), DbErr> {
+    let watermark = high_water_mark(&db).await?;
+    tokio::spawn(run(db, sender, wake, watermark, poll_interval));
+    Ok(())
+}
+
+async fn run(
+    db: DatabaseConnection,
+    sender: broadcast::Sender<Arc<OutboxEvent>>,
+    wake: Arc<Notify>,
+    mut watermark: i64,
+    poll_interval: Duration,
+) {
+    loop {
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(poll_interval) => {}
+        }
+        match catch_up(&db, &sender, watermark).await {
+            Ok(delivered_up_to) => watermark = delivered_up_to,
+            Err(err) => tracing::warn!(error = %err, "event relay could not read the outbox; will retry"),
+        }
+    }
+}
+
+async fn catch_up(
+    db: &DatabaseConnection,
+    sender: &broadcast::Sender<Arc<OutboxEvent>>,
+    mut watermark: i64,
+) -> Result<i64, DbErr> {
+    let high = high_water_mark(db).await?;
+    while watermark < high {
+        let events = load_range(db, watermark, high).await?;
+        let Some(last) = events.last().map(|event| event.seq) else {
+            break;
+        };
+        for event in events {
+            // No receiver means no subscription is connected right now.
+            let _ = sender.send(Arc::new(event));
+        }
+        watermark = last;
+    }
+    Ok(high.max(watermark))
+}
