@@ -101,6 +101,14 @@ impl MigrationTrait for Migration {
             .await?;
         index(manager, UnitMembership::Table, "ix_membership_user", [UnitMembership::UserId]).await?;
         index(manager, UnitMembership::Table, "ix_membership_unit", [UnitMembership::UnitId]).await?;
+        // One current membership per person and unit; past ones are history.
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE UNIQUE INDEX ux_membership_current ON unit_membership (user_id, unit_id) \
+                 WHERE moved_out_on IS NULL",
+            )
+            .await?;
 
         manager
             .create_table(

@@ -294,10 +294,13 @@ pub async fn search_residents(
 ) -> ApiResult<Page<User>> {
     permissions::require(principal, Action::ReadResidents)?;
     let mut select = user::Entity::find().filter(scope::residents(principal));
+    // Unit and building filters only look at the units the viewer may see, so
+    // they cannot reveal where someone lives outside the viewer's buildings.
     let mut units = Query::select()
         .column(unit_membership::Column::UserId)
         .from(unit_membership::Entity)
         .and_where(unit_membership::Column::MovedOutOn.is_null())
+        .and_where(unit_membership::Column::UnitId.in_subquery(scope::unit_ids(principal)))
         .to_owned();
     let mut narrowed_by_unit = false;
     if let Some(unit_id) = filter.unit_id {
@@ -333,6 +336,7 @@ pub async fn search_residents(
                         .column(unit::Column::Id)
                         .from(unit::Entity)
                         .and_where(Expr::col(unit::Column::Number).like(like_contains(search)))
+                        .and_where(unit::Column::Id.in_subquery(scope::unit_ids(principal)))
                         .to_owned(),
                 ),
             )

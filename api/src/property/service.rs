@@ -160,7 +160,7 @@ where
         None => None,
     };
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let resident = match user::Entity::find().filter(user::Column::Phone.eq(phone.as_str())).one(&txn).await? {
         Some(existing) if existing.role != Role::Resident => {
             return Err(ApiError::conflict("this phone number belongs to a staff account"));
@@ -194,7 +194,8 @@ where
         ..Default::default()
     }
     .insert(&txn)
-    .await?;
+    .await
+    .map_err(|err| unique_conflict(err, "the resident already lives in this unit"))?;
     txn.commit().await?;
     tracing::info!(membership_id = membership.id, resident_id = resident.id, "resident moved in");
     Ok(membership)
@@ -276,7 +277,7 @@ where
             ..Default::default()
         });
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     emergency_contact::Entity::delete_many().filter(emergency_contact::Column::UnitId.eq(unit.id)).exec(&txn).await?;
     if !rows.is_empty() {
         emergency_contact::Entity::insert_many(rows).exec(&txn).await?;
