@@ -45,6 +45,35 @@ pub struct Settings {
     pub login_failure_window: Duration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Repair SLA: from submission until someone is on site (the order is started).
+    #[serde(with = "humantime_serde")]
+    pub repair_urgent_response: Duration,
+    /// Repair SLA: from submission until the work is completed.
+    #[serde(with = "humantime_serde")]
+    pub repair_urgent_completion: Duration,
+    #[serde(with = "humantime_serde")]
+    pub repair_normal_response: Duration,
+    #[serde(with = "humantime_serde")]
+    pub repair_normal_completion: Duration,
+    /// A completed order the resident has not confirmed is closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub repair_auto_close_after: Duration,
+    pub repair_max_photos: usize,
+    pub repair_max_photo_bytes: usize,
+    /// How long a signed photo URL stays valid.
+    #[serde(with = "humantime_serde")]
+    pub media_url_ttl: Duration,
+    /// How often the background jobs (SLA marking, auto-close) run.
+    #[serde(with = "humantime_serde")]
+    pub job_interval: Duration,
+    /// How often the event relay reads the outbox when nothing wakes it.
+    #[serde(with = "humantime_serde")]
+    pub event_poll_interval: Duration,
+    /// Events buffered per instance for slow subscribers before they re-read the outbox.
+    pub event_buffer: usize,
+    /// How long a WebSocket may stay open without `connection_init`.
+    #[serde(with = "humantime_serde")]
+    pub ws_init_timeout: Duration,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     pub log_level: String,
@@ -69,6 +98,18 @@ impl Default for Settings {
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
             max_body_bytes: 1024 * 1024,
+            repair_urgent_response: Duration::from_secs(30 * 60),
+            repair_urgent_completion: Duration::from_secs(4 * 3600),
+            repair_normal_response: Duration::from_secs(24 * 3600),
+            repair_normal_completion: Duration::from_secs(72 * 3600),
+            repair_auto_close_after: Duration::from_secs(72 * 3600),
+            repair_max_photos: 6,
+            repair_max_photo_bytes: 5 * 1024 * 1024,
+            media_url_ttl: Duration::from_secs(15 * 60),
+            job_interval: Duration::from_secs(30),
+            event_poll_interval: Duration::from_secs(1),
+            event_buffer: 4096,
+            ws_init_timeout: Duration::from_secs(3),
             workers: 0,
             log_level: "info".into(),
             log_format: LogFormat::Text,

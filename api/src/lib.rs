@@ -6,10 +6,12 @@ pub mod config;
 pub mod db;
 pub mod demo;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
 pub mod identity;
 pub mod property;
+pub mod repair;
 pub mod telemetry;
 pub mod validate;
 
@@ -20,15 +22,25 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
 use tracing_actix_web::TracingLogger;
 
-use crate::{auth::TokenService, config::Settings};
+use crate::{auth::TokenService, config::Settings, events::EventBus};
 
 /// What every request handler needs, shared by all workers.
 pub struct AppContext {
     pub db: DatabaseConnection,
     pub settings: Settings,
     pub tokens: TokenService,
-    /// Keys the hashes that stand in for phone numbers in the login-attempt log.
+    /// Keys the hashes that stand in for phone numbers in the login-attempt
+    /// log, and the signatures of media URLs.
     pub hashing_key: Vec<u8>,
+    pub events: EventBus,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read or create the JWT secret: {0}")]
+    Secret(#[from] std::io::Error),
+    #[error(transparent)]
+    Events(#[from] events::StartError),
 }
 
 /// Connects to the database named by the settings and brings its schema up to date.
@@ -57,10 +69,15 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
     Ok(db)
 }
 
-pub fn app_context(db: DatabaseConnection, settings: Settings) -> std::io::Result<Arc<AppContext>> {
+/// Everything the handlers share, with the event relay started on the
+/// current runtime.
+pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<Arc<AppContext>, StartError> {
     let secret = auth::jwt::load_or_create_secret(&settings)?;
     let tokens = TokenService::new(&secret, &settings);
-    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret }))
+    let events =
+        EventBus::start(db.clone(), settings.event_buffer, settings.event_poll_interval, settings.redis_url.as_deref())
+            .await?;
+    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret, events }))
 }
 
 /// A bound, not yet awaited, HTTP server.
@@ -72,13 +89,11 @@ pub struct Running {
 /// Binds the HTTP server (port 0 picks a free port) with all routes.
 pub fn serve(app: Arc<AppContext>) -> std::io::Result<Running> {
     let schema = graphql::build_schema(app.clone());
-    let max_body = app.settings.max_body_bytes;
     let bind = app.settings.bind.clone();
     let workers = app.settings.workers;
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(TracingLogger::<http::RequestSpan>::new())
-            .app_data(web::PayloadConfig::new(max_body))
             .app_data(web::Data::new(schema.clone()))
             .app_data(web::Data::new(app.clone()))
             .configure(http::routes)

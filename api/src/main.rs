@@ -24,7 +24,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             println!("  {:<24} {}", account.label, account.phone);
         }
     }
-    let app = api::app_context(db, settings)?;
+    let app = api::app_context(db, settings).await?;
+    api::repair::jobs::spawn(app.clone());
     let running = api::serve(app)?;
     println!("\nGraphiQL: http://{}/graphql\n", running.addr);
     running.server.await?;

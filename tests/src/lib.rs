@@ -18,6 +18,8 @@ pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// What the server's handlers share, for running background jobs on demand.
+    pub context: std::sync::Arc<api::AppContext>,
     pub http: reqwest::Client,
     pub db: DatabaseConnection,
     pub settings: Settings,
@@ -81,11 +83,12 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
     let db = api::connect_database(&settings).await.expect("database");
     let home = demo::seed_community(&db, demo::DEMO_COMMUNITY, "138").await.expect("seed home community");
     let other = demo::seed_community(&db, "江畔名苑", "139").await.expect("seed other community");
-    let app = api::app_context(db.clone(), settings.clone()).expect("app context");
-    let running = api::serve(app).expect("bind");
+    let context = api::app_context(db.clone(), settings.clone()).await.expect("app context");
+    let running = api::serve(context.clone()).expect("bind");
     tokio::spawn(running.server);
     TestApp {
         addr: running.addr,
+        context,
         http: reqwest::Client::new(),
         db,
         settings,

@@ -19,6 +19,11 @@ pub enum Action {
     AssignButlers,
     /// Create butler and staff accounts.
     ManageAccounts,
+    /// Dispatch repair orders to technicians (butlers: in their buildings).
+    DispatchRepairs,
+    /// Take repair requests for residents, cancel them, record follow-ups
+    /// (butlers: in their buildings).
+    HandleRepairs,
 }
 
 /// | action          | resident | butler | front desk | technician | supervisor | manager |
@@ -28,16 +33,18 @@ pub enum Action {
 /// | ManageResidency |          |        | yes        |            | yes        | yes     |
 /// | AssignButlers   |          |        |            |            | yes        | yes     |
 /// | ManageAccounts  |          |        |            |            |            | yes     |
+/// | DispatchRepairs |          | yes    |            |            | yes        | yes     |
+/// | HandleRepairs   |          | yes    | yes        |            | yes        | yes     |
 pub fn is_allowed(principal: &Principal, action: Action) -> bool {
     use Action::*;
     use StaffPosition::*;
     match principal.role {
         Role::Resident => false,
-        Role::Butler => action == ReadResidents,
+        Role::Butler => matches!(action, ReadResidents | DispatchRepairs | HandleRepairs),
         Role::Staff => match (action, principal.position) {
             (_, None) => false,
-            (ReadResidents | ManageResidency, Some(FrontDesk | Supervisor | Manager)) => true,
-            (ManageProperty | AssignButlers, Some(Supervisor | Manager)) => true,
+            (ReadResidents | ManageResidency | HandleRepairs, Some(FrontDesk | Supervisor | Manager)) => true,
+            (ManageProperty | AssignButlers | DispatchRepairs, Some(Supervisor | Manager)) => true,
             (ManageAccounts, Some(Manager)) => true,
             _ => false,
         },
@@ -72,6 +79,8 @@ mod tests {
             (ManageResidency, [false, false, true, false, true, true]),
             (AssignButlers, [false, false, false, false, true, true]),
             (ManageAccounts, [false, false, false, false, false, true]),
+            (DispatchRepairs, [false, true, false, false, true, true]),
+            (HandleRepairs, [false, true, true, false, true, true]),
         ];
         for (action, expected) in table {
             let actual = [&resident, &butler, &desk, &technician, &supervisor, &manager].map(|p| is_allowed(p, action));

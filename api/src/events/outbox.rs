@@ -2,7 +2,11 @@
 
 use chrono::Utc;
 use entity::{event, event_recipient, event_stream};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    sea_query::{Expr, ExprTrait},
+};
 
 /// The single row of `event_stream`.
 const STREAM_ID: i64 = 1;
@@ -28,7 +32,8 @@ pub async fn append(txn: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result
         .filter(event_stream::Column::Id.eq(STREAM_ID))
         .exec_with_returning(txn)
         .await?;
-    let last = bumped.first().map(|row| row.last_seq).ok_or_else(|| DbErr::Custom("event stream row missing".into()))?;
+    let last =
+        bumped.first().map(|row| row.last_seq).ok_or_else(|| DbErr::Custom("event stream row missing".into()))?;
     let first = last - count + 1;
     let now = Utc::now();
     let mut rows = Vec::with_capacity(events.len());
@@ -46,10 +51,11 @@ pub async fn append(txn: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result
         let mut users = new.recipients;
         users.sort_unstable();
         users.dedup();
-        recipients.extend(users.into_iter().map(|user_id| event_recipient::ActiveModel {
-            event_seq: Set(seq),
-            user_id: Set(user_id),
-        }));
+        recipients.extend(
+            users
+                .into_iter()
+                .map(|user_id| event_recipient::ActiveModel { event_seq: Set(seq), user_id: Set(user_id) }),
+        );
     }
     event::Entity::insert_many(rows).exec(txn).await?;
     for chunk in recipients.chunks(500) {

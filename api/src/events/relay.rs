@@ -6,7 +6,9 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use entity::{event, event_recipient, event_stream};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use tokio::sync::{Notify, broadcast};
 
 use super::OutboxEvent;

@@ -13,6 +13,8 @@ pub enum Kind {
     User,
     Membership,
     EmergencyContact,
+    RepairOrder,
+    RepairPhoto,
 }
 
 impl Kind {
@@ -24,6 +26,8 @@ impl Kind {
             Kind::User => "usr",
             Kind::Membership => "mbr",
             Kind::EmergencyContact => "ec",
+            Kind::RepairOrder => "ro",
+            Kind::RepairPhoto => "rp",
         }
     }
 }

@@ -87,3 +87,45 @@ impl Loader<i64> for CurrentMembershipsByUnit {
         Ok(grouped)
     }
 }
+
+/// Rows of `E` grouped by a parent-id column, oldest first: one query for the
+/// children of a whole page of parents.
+pub struct ChildrenOf<E: EntityTrait> {
+    db: DatabaseConnection,
+    parent: E::Column,
+}
+
+impl<E: EntityTrait> ChildrenOf<E> {
+    pub fn new(db: DatabaseConnection, parent: E::Column) -> Self {
+        Self { db, parent }
+    }
+}
+
+impl<E> Loader<i64> for ChildrenOf<E>
+where
+    E: EntityTrait,
+    E::Model: Clone + Send + Sync + 'static,
+    E::Column: Send + Sync,
+{
+    type Value = Vec<E::Model>;
+    type Error = Arc<DbErr>;
+
+    async fn load(&self, parent_ids: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        use sea_orm::QueryOrder;
+        let Some(primary_key) = E::PrimaryKey::iter().next() else {
+            return Err(Arc::new(DbErr::Custom("entity without a primary key".into())));
+        };
+        let rows = E::find()
+            .filter(self.parent.is_in(parent_ids.iter().copied()))
+            .order_by_asc(primary_key.into_column())
+            .all(&self.db)
+            .await?;
+        let mut grouped: HashMap<i64, Self::Value> = HashMap::new();
+        for row in rows {
+            if let Value::BigInt(Some(parent_id)) = row.get(self.parent) {
+                grouped.entry(parent_id).or_default().push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}

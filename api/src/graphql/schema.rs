@@ -1,31 +1,35 @@
 use std::sync::Arc;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema, SchemaBuilder, dataloader::DataLoader};
-use entity::{building, community, unit, user};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder, dataloader::DataLoader};
+use entity::{building, community, repair_follow_up, repair_order_change, repair_photo, unit, user};
 
 use super::{
     error_codes::ErrorCodes,
-    loader::{ById, CurrentMembershipsByUnit},
+    loader::{ById, ChildrenOf, CurrentMembershipsByUnit},
 };
 use crate::{
     AppContext,
     identity::{IdentityMutation, IdentityQuery},
     property::{PropertyMutation, PropertyQuery},
+    repair::{RepairMutation, RepairQuery, RepairSubscription},
 };
 
 pub const MAX_QUERY_DEPTH: usize = 10;
 pub const MAX_QUERY_COMPLEXITY: usize = 1000;
 
 #[derive(MergedObject, Default)]
-pub struct Query(IdentityQuery, PropertyQuery);
+pub struct Query(IdentityQuery, PropertyQuery, RepairQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(IdentityMutation, PropertyMutation);
+pub struct Mutation(IdentityMutation, PropertyMutation, RepairMutation);
 
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(RepairSubscription);
 
-fn builder() -> SchemaBuilder<Query, Mutation, EmptySubscription> {
-    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
+
+fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
+    Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(MAX_QUERY_DEPTH)
         .limit_complexity(MAX_QUERY_COMPLEXITY)
         .extension(ErrorCodes)
@@ -39,7 +43,19 @@ pub fn build_schema(app: Arc<AppContext>) -> AppSchema {
         .data(DataLoader::new(ById::<building::Entity>::new(db.clone()), tokio::spawn))
         .data(DataLoader::new(ById::<unit::Entity>::new(db.clone()), tokio::spawn))
         .data(DataLoader::new(ById::<user::Entity>::new(db.clone()), tokio::spawn))
-        .data(DataLoader::new(CurrentMembershipsByUnit::new(db), tokio::spawn))
+        .data(DataLoader::new(CurrentMembershipsByUnit::new(db.clone()), tokio::spawn))
+        .data(DataLoader::new(
+            ChildrenOf::<repair_order_change::Entity>::new(db.clone(), repair_order_change::Column::OrderId),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            ChildrenOf::<repair_photo::Entity>::new(db.clone(), repair_photo::Column::OrderId),
+            tokio::spawn,
+        ))
+        .data(DataLoader::new(
+            ChildrenOf::<repair_follow_up::Entity>::new(db, repair_follow_up::Column::OrderId),
+            tokio::spawn,
+        ))
         .data(app)
         .finish()
 }

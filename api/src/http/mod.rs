@@ -17,17 +17,24 @@ use async_graphql::{
     parser::types::{DocumentOperations, OperationType},
 };
 use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
+use futures_util::StreamExt;
+use sea_orm::EntityTrait;
 use serde_json::json;
 
 pub use self::request_span::RequestSpan;
 use crate::{
     AppContext,
-    graphql::{AppSchema, Auth},
+    graphql::{
+        AppSchema, Auth,
+        ids::{self, Kind},
+    },
     identity::loader::VisibleMembershipsByResident,
+    repair::photos,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/graphql").route(web::post().to(graphql_post)).route(web::get().to(graphql_get)))
+        .route("/media/repair-photos/{id}", web::get().to(repair_photo))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
@@ -61,45 +68,71 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
+/// Reads the body up to `limit` bytes; `None` when it is larger.
+async fn read_limited(payload: &mut web::Payload, limit: usize) -> Result<Option<web::BytesMut>, actix_web::Error> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+fn too_large() -> HttpResponse {
+    HttpResponse::PayloadTooLarge().json(json!({ "errors": [{ "message": "request body too large" }] }))
+}
+
 /// A browser may send `text/plain`, form and multipart bodies cross-site without
 /// a preflight; JSON is accepted, multipart only with a header a browser cannot
 /// add without a preflight, everything else is refused.
 async fn graphql_post(
     req: HttpRequest,
-    body: web::Bytes,
+    mut payload: web::Payload,
     schema: web::Data<AppSchema>,
     app: web::Data<Arc<AppContext>>,
-) -> HttpResponse {
+) -> actix_web::Result<HttpResponse> {
     let content_type = header_str(&req, header::CONTENT_TYPE).unwrap_or_default().to_ascii_lowercase();
     let essence = content_type.split(';').next().unwrap_or_default().trim();
+    let settings = &app.settings;
     let batch = match essence {
         "application/json" | "application/graphql-response+json" => {
+            let Some(body) = read_limited(&mut payload, settings.max_body_bytes).await? else {
+                return Ok(too_large());
+            };
             match serde_json::from_slice::<BatchRequest>(&body) {
                 Ok(batch) => batch,
-                Err(err) => return bad_request(&format!("malformed GraphQL request: {err}")),
+                Err(err) => return Ok(bad_request(&format!("malformed GraphQL request: {err}"))),
             }
         }
         "multipart/form-data" => {
             let preflighted = req.headers().contains_key("apollo-require-preflight")
                 || req.headers().contains_key("x-apollo-operation-name");
             if !preflighted {
-                return bad_request("multipart requests need an Apollo-Require-Preflight header");
+                return Ok(bad_request("multipart requests need an Apollo-Require-Preflight header"));
             }
-            let stream = futures_util::io::Cursor::new(body.to_vec());
-            match async_graphql::http::receive_batch_body(
-                Some(content_type.clone()),
-                stream,
-                MultipartOptions::default(),
-            )
-            .await
-            {
+            // Uploads are checked against their own limits by the fields that
+            // take them; the transport only bounds the worst case, with room
+            // for those fields to answer an oversize photo with BAD_USER_INPUT.
+            let max_files = settings.repair_max_photos * 2;
+            let max_file_size = settings.repair_max_photo_bytes * 2;
+            let Some(body) = read_limited(&mut payload, settings.max_body_bytes + max_files * max_file_size).await?
+            else {
+                return Ok(too_large());
+            };
+            let options = MultipartOptions::default().max_file_size(max_file_size).max_num_files(max_files);
+            let stream = futures_util::io::Cursor::new(body.freeze());
+            match async_graphql::http::receive_batch_body(Some(content_type.clone()), stream, options).await {
                 Ok(batch) => batch,
-                Err(err) => return bad_request(&format!("malformed multipart request: {err}")),
+                Err(async_graphql::ParseRequestError::PayloadTooLarge) => return Ok(too_large()),
+                Err(err) => return Ok(bad_request(&format!("malformed multipart request: {err}"))),
             }
         }
         _ => {
-            return HttpResponse::UnsupportedMediaType()
-                .json(json!({ "errors": [{ "message": "send GraphQL requests as application/json" }] }));
+            return Ok(HttpResponse::UnsupportedMediaType()
+                .json(json!({ "errors": [{ "message": "send GraphQL requests as application/json" }] })));
         }
     };
     let auth = authenticate(&app, header_str(&req, header::AUTHORIZATION));
@@ -108,7 +141,7 @@ async fn graphql_post(
         request.data = request_data(&app, auth.clone());
     }
     let response = schema.execute_batch(batch).await;
-    GraphQLResponse::from(response).respond_to(&req).map_into_boxed_body()
+    Ok(GraphQLResponse::from(response).respond_to(&req).map_into_boxed_body())
 }
 
 fn bad_request(message: &str) -> HttpResponse {
@@ -172,6 +205,47 @@ fn is_mutation(request: &async_graphql::Request) -> bool {
         }
         (DocumentOperations::Multiple(operations), None) => {
             operations.values().any(|operation| is_mutation(operation.node.ty))
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SignedUrl {
+    expires: i64,
+    signature: String,
+}
+
+/// Serves a repair photo to whoever holds a valid signed URL for it; the URL
+/// is handed out only to those who may see the order.
+async fn repair_photo(
+    path: web::Path<String>,
+    query: web::Query<SignedUrl>,
+    app: web::Data<Arc<AppContext>>,
+) -> HttpResponse {
+    let not_found = || HttpResponse::NotFound().finish();
+    let Ok(photo_id) = ids::decode(Kind::RepairPhoto, &async_graphql::ID(path.into_inner()), "id") else {
+        return not_found();
+    };
+    if !photos::verify(&app, photo_id, query.expires, &query.signature) {
+        return HttpResponse::Forbidden().finish();
+    }
+    let photo = match entity::repair_photo::Entity::find_by_id(photo_id).one(&app.db).await {
+        Ok(Some(photo)) => photo,
+        Ok(None) => return not_found(),
+        Err(err) => {
+            tracing::error!(error = %err, "loading a photo failed");
+            return HttpResponse::InternalServerError().finish();
+        }
+    };
+    match tokio::fs::read(photos::path(&app.settings.data_dir, &photo.storage_name)).await {
+        Ok(bytes) => HttpResponse::Ok()
+            .content_type(photo.content_type)
+            .insert_header((header::CACHE_CONTROL, "private, max-age=300"))
+            .insert_header(("X-Content-Type-Options", "nosniff"))
+            .body(bytes),
+        Err(err) => {
+            tracing::error!(error = %err, photo_id, "photo file missing");
+            not_found()
         }
     }
 }

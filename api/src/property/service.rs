@@ -289,3 +289,8 @@ where
 fn unique_conflict(err: sea_orm::DbErr, message: &str) -> ApiError {
     if is_unique_violation(&err) { ApiError::conflict(message) } else { err.into() }
 }
+
+/// The building of a row the caller was already allowed to see.
+pub async fn find_building_unscoped(db: &impl ConnectionTrait, id: i64) -> ApiResult<building::Model> {
+    building::Entity::find_by_id(id).one(db).await?.ok_or(ApiError::NotFound("building"))
+}

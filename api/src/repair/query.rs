@@ -1,0 +1,52 @@
+use async_graphql::{Context, ID, Object, Result};
+
+use super::{
+    service,
+    types::{RepairOrder, RepairOrderFilter},
+};
+use crate::graphql::{
+    ContextExt,
+    ids::{self, Kind},
+    pagination::{Page, PageRequest},
+};
+
+#[derive(Default)]
+pub struct RepairQuery;
+
+#[Object]
+impl RepairQuery {
+    /// One repair order, if the viewer may see it.
+    async fn repair_order(&self, ctx: &Context<'_>, id: ID) -> Result<RepairOrder> {
+        let principal = ctx.principal()?;
+        let id = ids::decode(Kind::RepairOrder, &id, "id")?;
+        Ok(RepairOrder(service::find(ctx.db(), principal, id).await?))
+    }
+
+    /// Repair orders the viewer may see, oldest first: a resident their units'
+    /// orders, a butler their buildings', a technician those assigned to them,
+    /// other staff the community's.
+    async fn repair_orders(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<RepairOrderFilter>,
+        first: i32,
+        after: Option<String>,
+    ) -> Result<Page<RepairOrder>> {
+        let principal = ctx.principal()?;
+        let filter = filter.unwrap_or_default();
+        let decode = |id: Option<ID>, kind, field| id.map(|id| ids::decode(kind, &id, field)).transpose();
+        let filter = service::Filter {
+            states: filter.states.unwrap_or_default().into_iter().map(Into::into).collect(),
+            priority: filter.priority.map(Into::into),
+            overdue: filter.overdue,
+            building_id: decode(filter.building_id, Kind::Building, "filter.buildingId")?,
+            unit_id: decode(filter.unit_id, Kind::Unit, "filter.unitId")?,
+            assignee_id: decode(filter.assignee_id, Kind::User, "filter.assigneeId")?,
+            created_from: filter.created_from,
+            created_to: filter.created_to,
+            text: filter.text,
+        };
+        let request = PageRequest::new(first, after.as_deref())?;
+        Ok(service::list(ctx.db(), principal, filter, request).await?)
+    }
+}

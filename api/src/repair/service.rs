@@ -1,0 +1,675 @@
+//! The rules of repair orders: who may submit, dispatch, work on, confirm,
+//! cancel and follow up on an order, the state machine, optimistic locking,
+//! and the timeline and outbox rows written with every change.
+
+use chrono::{DateTime, Utc};
+use entity::{
+    butler_assignment,
+    enums::{RepairAction, RepairCategory, RepairChannel, RepairPriority, RepairState, Role, StaffPosition},
+    repair_follow_up, repair_order, repair_order_change, repair_photo, unit_membership, user,
+};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, ExprTrait, LikeExpr},
+};
+
+use super::{
+    photos::{self, AcceptedPhoto},
+    state::{self, Transition},
+    types,
+};
+use crate::{
+    AppContext,
+    auth::{Action, Principal, permissions},
+    error::{ApiError, ApiResult},
+    events::{self, NewEvent},
+    graphql::pagination::{self, Page, PageRequest},
+    property::{scope, service as property},
+    validate,
+};
+
+pub const ENTITY_TYPE: &str = "REPAIR_ORDER";
+const MAX_CHARGE_CENTS: i64 = 10_000_000;
+
+/// Orders the principal may see: a resident their current units' orders, a
+/// butler those of the assigned buildings, a technician those assigned to
+/// them, other staff the community's.
+pub fn visible(principal: &Principal) -> Condition {
+    let nothing = || Condition::all().add(Expr::cust("1 = 0"));
+    match (principal.role, principal.position, principal.community_id) {
+        (Role::Resident, ..) => {
+            Condition::all().add(repair_order::Column::UnitId.in_subquery(scope::current_units_of(principal.user_id)))
+        }
+        (Role::Butler, ..) => Condition::all()
+            .add(repair_order::Column::BuildingId.in_subquery(scope::buildings_assigned_to(principal.user_id))),
+        (Role::Staff, Some(StaffPosition::Technician), Some(community_id)) => Condition::all()
+            .add(repair_order::Column::CommunityId.eq(community_id))
+            .add(repair_order::Column::AssigneeId.eq(principal.user_id)),
+        (Role::Staff, Some(_), Some(community_id)) => {
+            Condition::all().add(repair_order::Column::CommunityId.eq(community_id))
+        }
+        (Role::Staff, ..) => nothing(),
+    }
+}
+
+pub async fn find(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> ApiResult<repair_order::Model> {
+    repair_order::Entity::find_by_id(id)
+        .filter(visible(principal))
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound("repair order"))
+}
+
+pub struct Filter {
+    pub states: Vec<RepairState>,
+    pub priority: Option<RepairPriority>,
+    pub overdue: Option<bool>,
+    pub building_id: Option<i64>,
+    pub unit_id: Option<i64>,
+    pub assignee_id: Option<i64>,
+    pub created_from: Option<DateTime<Utc>>,
+    pub created_to: Option<DateTime<Utc>>,
+    pub text: Option<String>,
+}
+
+#[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
+pub async fn list(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    filter: Filter,
+    request: PageRequest,
+) -> ApiResult<Page<types::RepairOrder>> {
+    use repair_order::Column;
+    let mut select = repair_order::Entity::find().filter(visible(principal));
+    if !filter.states.is_empty() {
+        select = select.filter(Column::State.is_in(filter.states));
+    }
+    if let Some(priority) = filter.priority {
+        select = select.filter(Column::Priority.eq(priority));
+    }
+    if let Some(overdue) = filter.overdue {
+        let late = Condition::any().add(Column::ResponseOverdue.eq(true)).add(Column::CompletionOverdue.eq(true));
+        select = select.filter(if overdue { late } else { late.not() });
+    }
+    if let Some(building_id) = filter.building_id {
+        select = select.filter(Column::BuildingId.eq(building_id));
+    }
+    if let Some(unit_id) = filter.unit_id {
+        select = select.filter(Column::UnitId.eq(unit_id));
+    }
+    if let Some(assignee_id) = filter.assignee_id {
+        select = select.filter(Column::AssigneeId.eq(assignee_id));
+    }
+    if let Some(from) = filter.created_from {
+        select = select.filter(Column::CreatedAt.gte(from));
+    }
+    if let Some(to) = filter.created_to {
+        select = select.filter(Column::CreatedAt.lt(to));
+    }
+    if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        if text.chars().count() > 100 {
+            return Err(ApiError::bad_input("filter.text", "must be at most 100 characters"));
+        }
+        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        select = select.filter(Expr::col(Column::Description).like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+    }
+    pagination::fetch(db, select, Column::Id, |order| order.id, request, types::RepairOrder).await
+}
+
+/// Everyone a change to `order` concerns: the residents of its unit, the
+/// butlers of its building, its technician, and the community's supervisors
+/// and managers.
+async fn recipients(db: &impl ConnectionTrait, order: &repair_order::Model) -> ApiResult<Vec<i64>> {
+    let mut users = Vec::new();
+    if let Some(unit_id) = order.unit_id {
+        users.extend(
+            unit_membership::Entity::find()
+                .select_only()
+                .column(unit_membership::Column::UserId)
+                .filter(unit_membership::Column::UnitId.eq(unit_id))
+                .filter(unit_membership::Column::MovedOutOn.is_null())
+                .into_tuple::<i64>()
+                .all(db)
+                .await?,
+        );
+    }
+    users.extend(
+        butler_assignment::Entity::find()
+            .select_only()
+            .column(butler_assignment::Column::ButlerId)
+            .filter(butler_assignment::Column::BuildingId.eq(order.building_id))
+            .into_tuple::<i64>()
+            .all(db)
+            .await?,
+    );
+    users.extend(order.assignee_id);
+    users.extend(
+        user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::CommunityId.eq(order.community_id))
+            .filter(user::Column::Role.eq(Role::Staff))
+            .filter(user::Column::Position.is_in([StaffPosition::Supervisor, StaffPosition::Manager]))
+            .into_tuple::<i64>()
+            .all(db)
+            .await?,
+    );
+    Ok(users)
+}
+
+/// What a change writes besides the order's own columns.
+struct Change {
+    action: RepairAction,
+    event: &'static str,
+    actor: Option<i64>,
+    note: Option<String>,
+}
+
+/// Applies `update` to `order` if it is still at the version that was read
+/// (and, if given, at `expected_version`), records the change in the timeline
+/// and the outbox, all in one transaction.
+async fn commit_change(
+    app: &AppContext,
+    order: &repair_order::Model,
+    expected_version: Option<i32>,
+    mut update: repair_order::ActiveModel,
+    change: Change,
+) -> ApiResult<repair_order::Model> {
+    if let Some(expected) = expected_version
+        && expected != order.version
+    {
+        return Err(ApiError::conflict(format!(
+            "the repair order changed: it is at version {}, not {expected}",
+            order.version
+        )));
+    }
+    let now = Utc::now();
+    let to_state = match &update.state {
+        sea_orm::ActiveValue::Set(state) if *state != order.state => Some(*state),
+        _ => None,
+    };
+    update.version = Set(order.version + 1);
+    update.updated_at = Set(now);
+    let txn = crate::db::begin_write(&app.db).await?;
+    let updated = repair_order::Entity::update_many()
+        .set(update)
+        .filter(repair_order::Column::Id.eq(order.id))
+        .filter(repair_order::Column::Version.eq(order.version))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(ApiError::conflict("the repair order was changed by someone else at the same time; reload it"));
+    }
+    let changed =
+        repair_order::Entity::find_by_id(order.id).one(&txn).await?.ok_or(ApiError::NotFound("repair order"))?;
+    record(&txn, &changed, to_state.map(|_| order.state), to_state, change, now).await?;
+    txn.commit().await?;
+    app.events.committed();
+    Ok(changed)
+}
+
+async fn record(
+    txn: &impl ConnectionTrait,
+    order: &repair_order::Model,
+    from_state: Option<RepairState>,
+    to_state: Option<RepairState>,
+    change: Change,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    repair_order_change::ActiveModel {
+        order_id: Set(order.id),
+        actor_id: Set(change.actor),
+        action: Set(change.action),
+        from_state: Set(from_state),
+        to_state: Set(to_state),
+        note: Set(change.note),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    let recipients = recipients(txn, order).await?;
+    events::append(
+        txn,
+        vec![NewEvent {
+            community_id: order.community_id,
+            kind: change.event,
+            entity_type: ENTITY_TYPE,
+            entity_id: order.id,
+            recipients,
+        }],
+    )
+    .await?;
+    Ok(())
+}
+
+fn illegal(order: &repair_order::Model, what: &str) -> ApiError {
+    ApiError::conflict(format!("cannot {what} a repair order that is {}", state::name(order.state)))
+}
+
+fn transition(order: &repair_order::Model, transition: Transition, what: &str) -> ApiResult<RepairState> {
+    state::next(order.state, transition).ok_or_else(|| illegal(order, what))
+}
+
+pub struct Submission {
+    pub unit_id: Option<i64>,
+    pub building_id: Option<i64>,
+    pub resident_id: Option<i64>,
+    pub channel: Option<RepairChannel>,
+    pub category: RepairCategory,
+    pub description: String,
+    pub priority: RepairPriority,
+    pub preferred_visit_at: Option<DateTime<Utc>>,
+    pub contact_phone: Option<String>,
+    pub photos: Vec<AcceptedPhoto>,
+}
+
+/// Where an order is and whom it is for, as decided by who submits it.
+struct Placement {
+    community_id: i64,
+    building_id: i64,
+    unit_id: Option<i64>,
+    resident: Option<user::Model>,
+    channel: RepairChannel,
+}
+
+async fn place(app: &AppContext, principal: &Principal, submission: &Submission) -> ApiResult<Placement> {
+    let db = &app.db;
+    if principal.is_resident() {
+        if submission.channel.is_some_and(|channel| channel != RepairChannel::App) {
+            return Err(ApiError::bad_input("channel", "residents report through the app"));
+        }
+        if submission.resident_id.is_some_and(|id| id != principal.user_id) {
+            return Err(ApiError::bad_input("residentId", "residents report for themselves"));
+        }
+        let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
+        let unit = property::find_unit(db, principal, unit_id).await?;
+        let building = property::find_building_unscoped(db, unit.building_id).await?;
+        let resident = user::Entity::find_by_id(principal.user_id).one(db).await?;
+        return Ok(Placement {
+            community_id: building.community_id,
+            building_id: building.id,
+            unit_id: Some(unit.id),
+            resident,
+            channel: RepairChannel::App,
+        });
+    }
+
+    let channel = submission.channel.ok_or_else(|| ApiError::bad_input("channel", "is required for staff"))?;
+    match channel {
+        RepairChannel::App => return Err(ApiError::bad_input("channel", "APP is for residents")),
+        // Anyone on staff may report what they find on patrol.
+        RepairChannel::Patrol => {}
+        RepairChannel::Phone | RepairChannel::FrontDesk => permissions::require(principal, Action::HandleRepairs)?,
+    }
+    let (building, unit) = match (submission.unit_id, submission.building_id) {
+        (Some(unit_id), _) => {
+            let unit = property::find_unit(db, principal, unit_id).await?;
+            (property::find_building_unscoped(db, unit.building_id).await?, Some(unit))
+        }
+        (None, Some(building_id)) if channel == RepairChannel::Patrol => {
+            (property::find_building(db, principal, building_id).await?, None)
+        }
+        (None, _) if channel == RepairChannel::Patrol => {
+            return Err(ApiError::bad_input("buildingId", "a unit or a building is required"));
+        }
+        (None, _) => return Err(ApiError::bad_input("unitId", "is required")),
+    };
+    let resident = match (submission.resident_id, &unit) {
+        (Some(resident_id), Some(unit)) => Some(current_resident(db, unit.id, resident_id).await?),
+        (Some(_), None) => return Err(ApiError::bad_input("residentId", "needs a unit")),
+        (None, _) if channel == RepairChannel::Patrol => None,
+        (None, _) => return Err(ApiError::bad_input("residentId", "is required: whom is the order for?")),
+    };
+    Ok(Placement {
+        community_id: building.community_id,
+        building_id: building.id,
+        unit_id: unit.map(|unit| unit.id),
+        resident,
+        channel,
+    })
+}
+
+async fn current_resident(db: &impl ConnectionTrait, unit_id: i64, user_id: i64) -> ApiResult<user::Model> {
+    let lives_there = unit_membership::Entity::find()
+        .filter(unit_membership::Column::UnitId.eq(unit_id))
+        .filter(unit_membership::Column::UserId.eq(user_id))
+        .filter(unit_membership::Column::MovedOutOn.is_null())
+        .one(db)
+        .await?
+        .is_some();
+    let resident = if lives_there { user::Entity::find_by_id(user_id).one(db).await? } else { None };
+    resident.ok_or_else(|| ApiError::bad_input("residentId", "is not a current resident of the unit"))
+}
+
+#[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
+pub async fn submit(app: &AppContext, principal: &Principal, submission: Submission) -> ApiResult<repair_order::Model> {
+    let description = validate::text(&submission.description, "description", 2000)?;
+    let now = Utc::now();
+    if let Some(at) = submission.preferred_visit_at
+        && (at < now - chrono::Duration::hours(1) || at > now + chrono::Duration::days(90))
+    {
+        return Err(ApiError::bad_input("preferredVisitAt", "must be within the next 90 days"));
+    }
+    let contact_phone =
+        submission.contact_phone.as_deref().map(|phone| validate::contact_phone(phone, "contactPhone")).transpose()?;
+    let placement = place(app, principal, &submission).await?;
+    let contact_phone = contact_phone.or_else(|| placement.resident.as_ref().map(|r| r.phone.clone()));
+    let (response_within, completion_within) = match submission.priority {
+        RepairPriority::Urgent => (app.settings.repair_urgent_response, app.settings.repair_urgent_completion),
+        RepairPriority::Normal => (app.settings.repair_normal_response, app.settings.repair_normal_completion),
+    };
+    let due = |within| {
+        chrono::Duration::from_std(within)
+            .map(|within| now + within)
+            .map_err(|_| ApiError::Internal("repair SLA out of range".into()))
+    };
+    let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
+
+    let result = async {
+        let txn = crate::db::begin_write(&app.db).await?;
+        let order = repair_order::ActiveModel {
+            community_id: Set(placement.community_id),
+            building_id: Set(placement.building_id),
+            unit_id: Set(placement.unit_id),
+            resident_id: Set(placement.resident.as_ref().map(|r| r.id)),
+            created_by: Set(principal.user_id),
+            channel: Set(placement.channel),
+            category: Set(submission.category),
+            description: Set(description),
+            priority: Set(submission.priority),
+            state: Set(RepairState::Submitted),
+            preferred_visit_at: Set(submission.preferred_visit_at),
+            contact_phone: Set(contact_phone),
+            response_due_at: Set(due(response_within)?),
+            completion_due_at: Set(due(completion_within)?),
+            response_overdue: Set(false),
+            completion_overdue: Set(false),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        if !stored.is_empty() {
+            repair_photo::Entity::insert_many(stored.iter().map(|photo| repair_photo::ActiveModel {
+                order_id: Set(order.id),
+                content_type: Set(photo.content_type.to_owned()),
+                byte_size: Set(photo.byte_size),
+                storage_name: Set(photo.storage_name.clone()),
+                created_at: Set(now),
+                ..Default::default()
+            }))
+            .exec(&txn)
+            .await?;
+        }
+        let change =
+            Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
+        record(&txn, &order, None, Some(RepairState::Submitted), change, now).await?;
+        txn.commit().await?;
+        Ok::<_, ApiError>(order)
+    }
+    .await;
+    match result {
+        Ok(order) => {
+            app.events.committed();
+            tracing::info!(order_id = order.id, "repair order submitted");
+            Ok(order)
+        }
+        Err(err) => {
+            photos::remove(&app.settings.data_dir, &stored).await;
+            Err(err)
+        }
+    }
+}
+
+#[tracing::instrument(skip(app, principal), fields(user_id = principal.user_id))]
+pub async fn assign(
+    app: &AppContext,
+    principal: &Principal,
+    order_id: i64,
+    technician_id: i64,
+    expected_version: Option<i32>,
+) -> ApiResult<repair_order::Model> {
+    permissions::require(principal, Action::DispatchRepairs)?;
+    let order = find(&app.db, principal, order_id).await?;
+    let technician = user::Entity::find_by_id(technician_id)
+        .filter(user::Column::CommunityId.eq(order.community_id))
+        .filter(user::Column::Role.eq(Role::Staff))
+        .filter(user::Column::Position.eq(StaffPosition::Technician))
+        .one(&app.db)
+        .await?
+        .ok_or(ApiError::NotFound("technician"))?;
+    let to = transition(&order, Transition::Assign, "assign")?;
+    if order.state == RepairState::Assigned && order.assignee_id == Some(technician.id) {
+        return Err(ApiError::conflict("the repair order is already assigned to this technician"));
+    }
+    let action = if order.assignee_id.is_some() { RepairAction::Reassigned } else { RepairAction::Assigned };
+    let update = repair_order::ActiveModel {
+        state: Set(to),
+        assignee_id: Set(Some(technician.id)),
+        assigned_at: Set(Some(Utc::now())),
+        started_at: Set(None),
+        ..Default::default()
+    };
+    let change = Change { action, event: "ASSIGNED", actor: Some(principal.user_id), note: None };
+    commit_change(app, &order, expected_version, update, change).await
+}
+
+/// The order, if the principal is its technician.
+async fn own_assignment(app: &AppContext, principal: &Principal, order_id: i64) -> ApiResult<repair_order::Model> {
+    let order = find(&app.db, principal, order_id).await?;
+    if order.assignee_id != Some(principal.user_id) {
+        return Err(ApiError::Forbidden);
+    }
+    Ok(order)
+}
+
+#[tracing::instrument(skip(app, principal), fields(user_id = principal.user_id))]
+pub async fn start(
+    app: &AppContext,
+    principal: &Principal,
+    order_id: i64,
+    expected_version: Option<i32>,
+) -> ApiResult<repair_order::Model> {
+    let order = own_assignment(app, principal, order_id).await?;
+    let to = transition(&order, Transition::Start, "start")?;
+    let update = repair_order::ActiveModel { state: Set(to), started_at: Set(Some(Utc::now())), ..Default::default() };
+    let change = Change { action: RepairAction::Started, event: "STARTED", actor: Some(principal.user_id), note: None };
+    commit_change(app, &order, expected_version, update, change).await
+}
+
+pub struct Completion {
+    pub note: String,
+    pub materials: Option<String>,
+    pub charge_cents: Option<i64>,
+}
+
+#[tracing::instrument(skip(app, principal, completion), fields(user_id = principal.user_id))]
+pub async fn complete(
+    app: &AppContext,
+    principal: &Principal,
+    order_id: i64,
+    completion: Completion,
+    expected_version: Option<i32>,
+) -> ApiResult<repair_order::Model> {
+    let note = validate::text(&completion.note, "note", 2000)?;
+    let materials = completion.materials.as_deref().map(|m| validate::text(m, "materials", 1000)).transpose()?;
+    if let Some(charge) = completion.charge_cents
+        && !(0..=MAX_CHARGE_CENTS).contains(&charge)
+    {
+        return Err(ApiError::bad_input("chargeCents", format!("must be between 0 and {MAX_CHARGE_CENTS}")));
+    }
+    let order = own_assignment(app, principal, order_id).await?;
+    let to = transition(&order, Transition::Complete, "complete")?;
+    let update = repair_order::ActiveModel {
+        state: Set(to),
+        completion_note: Set(Some(note)),
+        materials: Set(materials),
+        charge_cents: Set(completion.charge_cents),
+        completed_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
+    let change =
+        Change { action: RepairAction::Completed, event: "COMPLETED", actor: Some(principal.user_id), note: None };
+    commit_change(app, &order, expected_version, update, change).await
+}
+
+#[tracing::instrument(skip(app, principal, comment), fields(user_id = principal.user_id))]
+pub async fn confirm(
+    app: &AppContext,
+    principal: &Principal,
+    order_id: i64,
+    rating: i32,
+    comment: Option<String>,
+    expected_version: Option<i32>,
+) -> ApiResult<repair_order::Model> {
+    if !(1..=5).contains(&rating) {
+        return Err(ApiError::bad_input("rating", "must be between 1 and 5"));
+    }
+    let comment = comment.as_deref().map(|c| validate::text(c, "comment", 1000)).transpose()?;
+    // Residents see only their own units' orders, so the scope is the check.
+    let order = find(&app.db, principal, order_id).await?;
+    if !principal.is_resident() {
+        return Err(ApiError::Forbidden);
+    }
+    let to = transition(&order, Transition::Confirm, "confirm")?;
+    let update = repair_order::ActiveModel {
+        state: Set(to),
+        rating: Set(Some(rating)),
+        rating_comment: Set(comment),
+        closed_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
+    let change =
+        Change { action: RepairAction::Confirmed, event: "CLOSED", actor: Some(principal.user_id), note: None };
+    commit_change(app, &order, expected_version, update, change).await
+}
+
+#[tracing::instrument(skip(app, principal, reason), fields(user_id = principal.user_id))]
+pub async fn cancel(
+    app: &AppContext,
+    principal: &Principal,
+    order_id: i64,
+    reason: &str,
+    expected_version: Option<i32>,
+) -> ApiResult<repair_order::Model> {
+    let reason = validate::text(reason, "reason", 500)?;
+    let order = find(&app.db, principal, order_id).await?;
+    let as_staff = permissions::is_allowed(principal, Action::HandleRepairs);
+    let kind = match (as_staff, order.created_by == principal.user_id) {
+        (true, _) => Transition::CancelByStaff,
+        (false, true) => Transition::CancelBySubmitter,
+        (false, false) => return Err(ApiError::Forbidden),
+    };
+    let to = transition(&order, kind, "cancel")?;
+    let update = repair_order::ActiveModel {
+        state: Set(to),
+        cancel_reason: Set(Some(reason.clone())),
+        closed_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
+    let change = Change {
+        action: RepairAction::Cancelled,
+        event: "CANCELLED",
+        actor: Some(principal.user_id),
+        note: Some(reason),
+    };
+    commit_change(app, &order, expected_version, update, change).await
+}
+
+pub struct FollowUp {
+    pub outcome: String,
+    pub satisfied: bool,
+    pub note: Option<String>,
+}
+
+#[tracing::instrument(skip(app, principal, follow_up), fields(user_id = principal.user_id))]
+pub async fn add_follow_up(
+    app: &AppContext,
+    principal: &Principal,
+    order_id: i64,
+    follow_up: FollowUp,
+) -> ApiResult<repair_order::Model> {
+    permissions::require(principal, Action::HandleRepairs)?;
+    let outcome = validate::text(&follow_up.outcome, "outcome", 1000)?;
+    let note = follow_up.note.as_deref().map(|n| validate::text(n, "note", 2000)).transpose()?;
+    let order = find(&app.db, principal, order_id).await?;
+    if order.state != RepairState::Closed {
+        return Err(illegal(&order, "follow up on"));
+    }
+    let now = Utc::now();
+    let txn = crate::db::begin_write(&app.db).await?;
+    let bumped = repair_order::Entity::update_many()
+        .col_expr(repair_order::Column::Version, Expr::value(order.version + 1))
+        .col_expr(repair_order::Column::UpdatedAt, Expr::value(now))
+        .filter(repair_order::Column::Id.eq(order.id))
+        .filter(repair_order::Column::Version.eq(order.version))
+        .exec(&txn)
+        .await?;
+    if bumped.rows_affected == 0 {
+        return Err(ApiError::conflict("the repair order was changed by someone else at the same time; reload it"));
+    }
+    repair_follow_up::ActiveModel {
+        order_id: Set(order.id),
+        author_id: Set(principal.user_id),
+        outcome: Set(outcome.clone()),
+        satisfied: Set(follow_up.satisfied),
+        note: Set(note),
+        created_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    let updated = repair_order::Model { version: order.version + 1, updated_at: now, ..order };
+    let change = Change {
+        action: RepairAction::FollowedUp,
+        event: "FOLLOWED_UP",
+        actor: Some(principal.user_id),
+        note: Some(outcome),
+    };
+    record(&txn, &updated, None, None, change, now).await?;
+    txn.commit().await?;
+    app.events.committed();
+    Ok(updated)
+}
+
+/// Marks one deadline missed, once: the conditional update makes it safe for
+/// several instances to run the job at the same time.
+pub(super) async fn mark_overdue(app: &AppContext, order: &repair_order::Model, response: bool) -> ApiResult<bool> {
+    let (update, action) = if response {
+        (repair_order::ActiveModel { response_overdue: Set(true), ..Default::default() }, RepairAction::ResponseOverdue)
+    } else {
+        (
+            repair_order::ActiveModel { completion_overdue: Set(true), ..Default::default() },
+            RepairAction::CompletionOverdue,
+        )
+    };
+    let change = Change { action, event: "OVERDUE", actor: None, note: None };
+    match commit_change(app, order, None, update, change).await {
+        Ok(_) => Ok(true),
+        Err(ApiError::Conflict(_)) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// Closes a completed order the resident did not confirm in time.
+pub(super) async fn auto_close(app: &AppContext, order: &repair_order::Model) -> ApiResult<bool> {
+    if state::next(order.state, Transition::AutoClose).is_none() {
+        return Ok(false);
+    }
+    let update = repair_order::ActiveModel {
+        state: Set(RepairState::Closed),
+        closed_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
+    let change = Change { action: RepairAction::AutoClosed, event: "CLOSED", actor: None, note: None };
+    match commit_change(app, order, None, update, change).await {
+        Ok(_) => Ok(true),
+        Err(ApiError::Conflict(_)) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
