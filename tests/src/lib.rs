@@ -2,7 +2,14 @@
 //! SQLite file, or a fresh PostgreSQL schema when TEST_DATABASE_URL is set),
 //! seeded with the demo community and a second, unrelated community.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use api::{
     config::Settings,
@@ -27,8 +34,10 @@ pub struct TestApp {
     pub home: SeededCommunity,
     /// Another community of the same company (phones 139…), out of everyone's scope in `home`.
     pub other: SeededCommunity,
-    _cleanup: Option<PgSchema>,
-    _data_dir: tempfile::TempDir,
+    /// SQL statements the server has run so far (all instances sharing this database).
+    pub queries: Arc<AtomicU64>,
+    _cleanup: Option<Arc<PgSchema>>,
+    _data_dir: Arc<tempfile::TempDir>,
 }
 
 struct PgSchema {
@@ -76,17 +85,22 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         admin.execute_unprepared(&format!("CREATE SCHEMA {name}")).await.expect("create test schema");
         settings.database_url = url.clone();
         settings.database_schema = Some(name.clone());
-        cleanup = Some(PgSchema { url, name });
+        cleanup = Some(Arc::new(PgSchema { url, name }));
+    }
+    if let Ok(url) = std::env::var("TEST_REDIS_URL") {
+        settings.redis_url = Some(url);
     }
     customise(&mut settings);
 
-    let db = api::connect_database(&settings).await.expect("database");
+    let queries = Arc::new(AtomicU64::new(0));
+    let db = counting_connection(&settings, &queries).await;
     let home = demo::seed_community(&db, demo::DEMO_COMMUNITY, "138").await.expect("seed home community");
     let other = demo::seed_community(&db, "江畔名苑", "139").await.expect("seed other community");
     let context = api::app_context(db.clone(), settings.clone()).await.expect("app context");
     let running = api::serve(context.clone()).expect("bind");
     tokio::spawn(running.server);
     TestApp {
+        queries,
         addr: running.addr,
         context,
         http: reqwest::Client::new(),
@@ -95,8 +109,17 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         home,
         other,
         _cleanup: cleanup,
-        _data_dir: data_dir,
+        _data_dir: Arc::new(data_dir),
     }
+}
+
+async fn counting_connection(settings: &Settings, queries: &Arc<AtomicU64>) -> DatabaseConnection {
+    let mut db = api::connect_database(settings).await.expect("database");
+    let counter = queries.clone();
+    db.set_metric_callback(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    db
 }
 
 fn hex_id() -> String {
@@ -104,6 +127,36 @@ fn hex_id() -> String {
 }
 
 impl TestApp {
+    /// A second server instance on the same database (and Redis, when
+    /// configured), as when several instances run behind a load balancer.
+    pub async fn peer(&self, customise: impl FnOnce(&mut Settings)) -> TestApp {
+        let mut settings = self.settings.clone();
+        customise(&mut settings);
+        let db = counting_connection(&settings, &self.queries).await;
+        let context = api::app_context(db.clone(), settings.clone()).await.expect("app context");
+        let running = api::serve(context.clone()).expect("bind");
+        tokio::spawn(running.server);
+        TestApp {
+            addr: running.addr,
+            context,
+            http: reqwest::Client::new(),
+            db,
+            settings,
+            home: self.home.clone(),
+            other: self.other.clone(),
+            queries: self.queries.clone(),
+            _cleanup: self._cleanup.clone(),
+            _data_dir: self._data_dir.clone(),
+        }
+    }
+
+    /// How many SQL statements the server ran while `work` ran.
+    pub async fn count_queries<F: std::future::Future>(&self, work: F) -> (F::Output, u64) {
+        let before = self.queries.load(Ordering::SeqCst);
+        let output = work.await;
+        (output, self.queries.load(Ordering::SeqCst) - before)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
