@@ -204,8 +204,13 @@ impl TestApp {
 
     /// Opens a graphql-transport-ws connection (not yet initialised).
     pub async fn websocket(&self) -> WsClient {
+        self.websocket_with_protocol("graphql-transport-ws").await
+    }
+
+    /// Opens a WebSocket offering the given subprotocol(s).
+    pub async fn websocket_with_protocol(&self, protocol: &'static str) -> WsClient {
         let mut request = format!("ws://{}/graphql", self.addr).into_client_request().expect("ws request");
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(protocol));
         let (stream, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
         WsClient { stream }
     }
@@ -238,6 +243,11 @@ pub enum WsEvent {
 }
 
 impl WsClient {
+    /// Sends a raw frame, for protocol violations.
+    pub async fn send_raw(&mut self, message: Message) {
+        self.stream.send(message).await.expect("ws send");
+    }
+
     pub async fn send(&mut self, message: Value) {
         self.stream.send(Message::Text(message.to_string().into())).await.expect("ws send");
     }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use async_graphql::{
     Response, ServerError,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest},
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextRequest, NextSubscribe},
 };
+use futures_util::stream::{BoxStream, StreamExt};
 
 /// Request-level failures: the document was refused before execution.
 pub const VALIDATION_FAILED: &str = "GRAPHQL_VALIDATION_FAILED";
@@ -28,6 +29,20 @@ impl Extension for ErrorCodesExtension {
         let mut response = next.run(ctx).await;
         response.errors.iter_mut().for_each(assign_code);
         response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                response.errors.iter_mut().for_each(assign_code);
+                response
+            })
+            .boxed()
     }
 }
 

@@ -2,6 +2,7 @@
 //! queries and the WebSocket upgrade), `/healthz` and `/readyz`.
 
 mod request_span;
+mod ws;
 
 use std::sync::Arc;
 
@@ -16,7 +17,7 @@ use async_graphql::{
     http::{GraphiQLSource, MultipartOptions},
     parser::types::{DocumentOperations, OperationType},
 };
-use async_graphql_actix_web::{GraphQLResponse, GraphQLSubscription};
+use async_graphql_actix_web::GraphQLResponse;
 use futures_util::StreamExt;
 use sea_orm::EntityTrait;
 use serde_json::json;
@@ -39,15 +40,23 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(readyz));
 }
 
-/// Reads `Authorization: Bearer …`; any other scheme or a bad token is Rejected.
-fn authenticate(app: &AppContext, authorization: Option<&str>) -> Auth {
-    let Some(value) = authorization else {
-        return Auth::Anonymous;
-    };
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim);
-    match token.map(|token| app.tokens.verify(token)) {
-        Some(Ok((principal, _expires_at))) => Auth::Authenticated(principal),
-        _ => Auth::Rejected,
+/// Verifies an `Authorization` value of the form `Bearer <token>`.
+fn authenticate(
+    app: &AppContext,
+    authorization: Option<&str>,
+) -> Result<(crate::auth::Principal, chrono::DateTime<chrono::Utc>), ()> {
+    let value = authorization.ok_or(())?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim).ok_or(())?;
+    app.tokens.verify(token).map_err(|_| ())
+}
+
+/// The caller of an HTTP request: anonymous without the header, rejected with
+/// any other scheme or a bad token.
+fn http_auth(app: &AppContext, authorization: Option<&str>) -> Auth {
+    match (authorization, authenticate(app, authorization)) {
+        (None, _) => Auth::Anonymous,
+        (Some(_), Ok((principal, _))) => Auth::Authenticated(principal),
+        (Some(_), Err(())) => Auth::Rejected,
     }
 }
 
@@ -135,7 +144,7 @@ async fn graphql_post(
                 .json(json!({ "errors": [{ "message": "send GraphQL requests as application/json" }] })));
         }
     };
-    let auth = authenticate(&app, header_str(&req, header::AUTHORIZATION));
+    let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION));
     let mut batch = batch;
     for request in batch.iter_mut() {
         request.data = request_data(&app, auth.clone());
@@ -157,19 +166,7 @@ async fn graphql_get(
     app: web::Data<Arc<AppContext>>,
 ) -> actix_web::Result<HttpResponse> {
     if req.headers().contains_key(header::UPGRADE) {
-        let app = app.get_ref().clone();
-        return GraphQLSubscription::new(schema.get_ref().clone())
-            .on_connection_init(move |payload| {
-                let app = app.clone();
-                async move {
-                    let authorization = payload.get("authorization").or_else(|| payload.get("Authorization"));
-                    match authenticate(&app, authorization.and_then(|value| value.as_str())) {
-                        auth @ Auth::Authenticated(_) => Ok(request_data(&app, auth)),
-                        _ => Err(async_graphql::Error::new("invalid or missing credentials")),
-                    }
-                }
-            })
-            .start(&req, payload);
+        return ws::upgrade(req, payload, schema.get_ref().clone(), app.get_ref().clone()).await;
     }
     if req.query_string().is_empty() {
         return Ok(HttpResponse::Ok()
@@ -185,7 +182,7 @@ async fn graphql_get(
             .insert_header((header::ALLOW, Method::POST.as_str()))
             .json(json!({ "errors": [{ "message": "mutations must be sent with POST" }] })));
     }
-    let auth = authenticate(&app, header_str(&req, header::AUTHORIZATION));
+    let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION));
     let mut request = request;
     request.data = request_data(&app, auth);
     Ok(GraphQLResponse::from(schema.execute(request).await).respond_to(&req).map_into_boxed_body())

@@ -1,0 +1,312 @@
+//! GraphQL over WebSocket: graphql-transport-ws (and the legacy graphql-ws),
+//! with the close codes of the graphql-transport-ws PROTOCOL.md:
+//!
+//! | code | when |
+//! |------|------|
+//! | 4400 | a message that is not valid for the protocol |
+//! | 4401 | `subscribe` before the connection was acknowledged |
+//! | 4403 | missing or rejected credentials, or the access token expired |
+//! | 4406 | none of the offered subprotocols is supported |
+//! | 4408 | no `connection_init` within WS_INIT_TIMEOUT |
+//! | 4409 | a second operation with an id that is still running |
+//! | 4429 | a second `connection_init` |
+//!
+//! The socket authenticates once, with `{"authorization": "Bearer <token>"}`
+//! in the `connection_init` payload, and is closed when that token expires so
+//! the app reconnects with a fresh one.
+
+use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+
+use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use async_graphql::Request;
+use chrono::Utc;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::{sync::mpsc, task::JoinHandle, time::Sleep};
+
+use super::{authenticate, request_data};
+use crate::{
+    AppContext,
+    auth::Principal,
+    graphql::{AppSchema, Auth},
+};
+
+const TRANSPORT_WS: &str = "graphql-transport-ws";
+const LEGACY_WS: &str = "graphql-ws";
+/// Largest accepted message, so a client cannot make the server buffer without bound.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Outgoing messages buffered per connection; a slower reader holds back its
+/// own operations, which then catch up from the outbox.
+const OUTGOING_BUFFER: usize = 64;
+/// How often the legacy protocol's keep-alive is sent.
+const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    TransportWs,
+    LegacyWs,
+}
+
+impl Protocol {
+    fn next_type(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => "next",
+            Protocol::LegacyWs => "data",
+        }
+    }
+}
+
+fn close_reason(code: u16, description: &str) -> CloseReason {
+    CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) }
+}
+
+/// Which of our subprotocols the client asked for, if any. A client that
+/// names none gets graphql-transport-ws.
+fn negotiate(req: &HttpRequest) -> Option<Protocol> {
+    let Some(offered) = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()) else {
+        return Some(Protocol::TransportWs);
+    };
+    offered.split(',').map(str::trim).find_map(|name| match name {
+        TRANSPORT_WS => Some(Protocol::TransportWs),
+        LEGACY_WS => Some(Protocol::LegacyWs),
+        _ => None,
+    })
+}
+
+pub async fn upgrade(
+    req: HttpRequest,
+    payload: web::Payload,
+    schema: AppSchema,
+    app: Arc<AppContext>,
+) -> actix_web::Result<HttpResponse> {
+    let protocol = negotiate(&req);
+    // Echo an unsupported subprotocol so the handshake completes and the
+    // client can read the 4406 close code.
+    let offered = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let first_offered = offered.split(',').map(str::trim).next().unwrap_or_default();
+    let answer: &[&str] = if protocol.is_some() { &[TRANSPORT_WS, LEGACY_WS] } else { &[first_offered] };
+    let (response, session, messages) = actix_ws::handle_with_protocols(&req, payload, answer)?;
+    let messages =
+        messages.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
+    match protocol {
+        Some(protocol) => {
+            actix_web::rt::spawn(Connection::new(session, schema, app, protocol).run(messages));
+        }
+        None => {
+            actix_web::rt::spawn(session.close(Some(close_reason(4406, "Subprotocol not acceptable"))));
+        }
+    }
+    Ok(response)
+}
+
+/// What an operation task hands to the connection to send.
+enum Outgoing {
+    Next(String, async_graphql::Response),
+    Error(String, Vec<async_graphql::ServerError>),
+    Complete(String),
+}
+
+#[derive(Deserialize)]
+struct ClientMessage {
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    payload: Option<Value>,
+}
+
+enum Flow {
+    Continue,
+    Close(CloseReason),
+}
+
+struct Connection {
+    session: Session,
+    schema: AppSchema,
+    app: Arc<AppContext>,
+    protocol: Protocol,
+    principal: Option<Principal>,
+    expires_in: Option<Pin<Box<Sleep>>>,
+    operations: HashMap<String, JoinHandle<()>>,
+    outgoing: mpsc::Sender<Outgoing>,
+    outgoing_rx: Option<mpsc::Receiver<Outgoing>>,
+}
+
+impl Connection {
+    fn new(session: Session, schema: AppSchema, app: Arc<AppContext>, protocol: Protocol) -> Self {
+        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_BUFFER);
+        Self {
+            session,
+            schema,
+            app,
+            protocol,
+            principal: None,
+            expires_in: None,
+            operations: HashMap::new(),
+            outgoing,
+            outgoing_rx: Some(outgoing_rx),
+        }
+    }
+
+    async fn run(mut self, mut messages: actix_ws::AggregatedMessageStream) {
+        let Some(mut outgoing_rx) = self.outgoing_rx.take() else { return };
+        let init_deadline = tokio::time::sleep(self.app.settings.ws_init_timeout);
+        tokio::pin!(init_deadline);
+        let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
+        let close = loop {
+            let expiry = async {
+                match self.expires_in.as_mut() {
+                    Some(sleep) => sleep.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let flow = tokio::select! {
+                message = messages.next() => match message {
+                    Some(Ok(message)) => self.on_message(message).await,
+                    Some(Err(_)) => Flow::Close(close_reason(4400, "Invalid message")),
+                    None => break None,
+                },
+                Some(out) = outgoing_rx.recv() => self.send(out).await,
+                _ = &mut init_deadline, if self.principal.is_none() => {
+                    Flow::Close(close_reason(4408, "Connection initialisation timeout"))
+                }
+                _ = expiry => Flow::Close(close_reason(4403, "Forbidden: the access token expired")),
+                _ = keep_alive.tick(), if self.protocol == Protocol::LegacyWs && self.principal.is_some() => {
+                    self.send_json(json!({ "type": "ka" })).await
+                }
+            };
+            if let Flow::Close(reason) = flow {
+                break Some(reason);
+            }
+        };
+        for (_, operation) in self.operations.drain() {
+            operation.abort();
+        }
+        if let Some(reason) = close {
+            let _ = self.session.close(Some(reason)).await;
+        }
+    }
+
+    async fn send_json(&mut self, message: Value) -> Flow {
+        match self.session.text(message.to_string()).await {
+            Ok(()) => Flow::Continue,
+            Err(_) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
+        }
+    }
+
+    async fn send(&mut self, out: Outgoing) -> Flow {
+        let message = match out {
+            Outgoing::Next(id, response) => json!({ "type": self.protocol.next_type(), "id": id, "payload": response }),
+            Outgoing::Error(id, errors) => json!({ "type": "error", "id": id, "payload": errors }),
+            Outgoing::Complete(id) => {
+                if self.operations.remove(&id).is_none() {
+                    // The client completed it first; it has been told already.
+                    return Flow::Continue;
+                }
+                json!({ "type": "complete", "id": id })
+            }
+        };
+        self.send_json(message).await
+    }
+
+    async fn on_message(&mut self, message: AggregatedMessage) -> Flow {
+        match message {
+            AggregatedMessage::Text(text) => match serde_json::from_str::<ClientMessage>(&text) {
+                Ok(message) => self.on_client_message(message).await,
+                Err(_) => Flow::Close(close_reason(4400, "Invalid message")),
+            },
+            AggregatedMessage::Binary(_) => Flow::Close(close_reason(4400, "Binary messages are not supported")),
+            AggregatedMessage::Ping(bytes) => match self.session.pong(&bytes).await {
+                Ok(()) => Flow::Continue,
+                Err(_) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
+            },
+            AggregatedMessage::Pong(_) => Flow::Continue,
+            AggregatedMessage::Close(_) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
+        }
+    }
+
+    async fn on_client_message(&mut self, message: ClientMessage) -> Flow {
+        match (self.protocol, message.kind.as_str()) {
+            (_, "connection_init") => self.on_init(message.payload).await,
+            (Protocol::TransportWs, "ping") => self.send_json(json!({ "type": "pong" })).await,
+            (Protocol::TransportWs, "pong") => Flow::Continue,
+            (Protocol::TransportWs, "subscribe") | (Protocol::LegacyWs, "start") => {
+                self.on_subscribe(message.id, message.payload).await
+            }
+            (Protocol::TransportWs, "complete") | (Protocol::LegacyWs, "stop") => {
+                if let Some(operation) = message.id.and_then(|id| self.operations.remove(&id)) {
+                    operation.abort();
+                }
+                Flow::Continue
+            }
+            (Protocol::LegacyWs, "connection_terminate") => {
+                Flow::Close(CloseReason { code: CloseCode::Normal, description: None })
+            }
+            _ => Flow::Close(close_reason(4400, "Invalid message type")),
+        }
+    }
+
+    async fn on_init(&mut self, payload: Option<Value>) -> Flow {
+        if self.principal.is_some() {
+            return Flow::Close(close_reason(4429, "Too many initialisation requests"));
+        }
+        let authorization = payload
+            .as_ref()
+            .and_then(|p| p.get("authorization").or_else(|| p.get("Authorization")))
+            .and_then(Value::as_str);
+        let Some((principal, expires_at)) = authorization.and_then(|value| authenticate(&self.app, Some(value)).ok())
+        else {
+            if self.protocol == Protocol::LegacyWs {
+                let _ =
+                    self.send_json(json!({ "type": "connection_error", "payload": { "message": "Forbidden" } })).await;
+            }
+            return Flow::Close(close_reason(4403, "Forbidden"));
+        };
+        let remaining = (expires_at - Utc::now()).to_std().unwrap_or_default();
+        self.expires_in = Some(Box::pin(tokio::time::sleep(remaining)));
+        self.principal = Some(principal);
+        tracing::debug!("websocket connection acknowledged");
+        self.send_json(json!({ "type": "connection_ack" })).await
+    }
+
+    async fn on_subscribe(&mut self, id: Option<String>, payload: Option<Value>) -> Flow {
+        let Some(principal) = self.principal.clone() else {
+            return Flow::Close(close_reason(4401, "Unauthorized"));
+        };
+        let Some(id) = id.filter(|id| !id.is_empty()) else {
+            return Flow::Close(close_reason(4400, "Subscribe without an id"));
+        };
+        let Some(request) = payload.and_then(|payload| serde_json::from_value::<Request>(payload).ok()) else {
+            return Flow::Close(close_reason(4400, "Invalid subscribe payload"));
+        };
+        if self.operations.contains_key(&id) {
+            return Flow::Close(close_reason(4409, &format!("Subscriber for {id} already exists")));
+        }
+        let mut request = request;
+        request.data = request_data(&self.app, Auth::Authenticated(principal));
+        let schema = self.schema.clone();
+        let outgoing = self.outgoing.clone();
+        let operation_id = id.clone();
+        let operation = actix_web::rt::spawn(async move {
+            let mut responses = schema.execute_stream(request);
+            let mut first = true;
+            while let Some(response) = responses.next().await {
+                // A document refused before it ran is an `error`, not a result.
+                let refused = first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
+                first = false;
+                let out = if refused {
+                    Outgoing::Error(operation_id.clone(), response.errors)
+                } else {
+                    Outgoing::Next(operation_id.clone(), response)
+                };
+                if outgoing.send(out).await.is_err() || refused {
+                    break;
+                }
+            }
+            let _ = outgoing.send(Outgoing::Complete(operation_id)).await;
+        });
+        self.operations.insert(id, operation);
+        Flow::Continue
+    }
+}
