@@ -101,11 +101,12 @@ pub async fn upgrade(
     Ok(response)
 }
 
-/// What an operation task hands to the connection to send.
+/// What an operation task hands to the connection to send. The number tells
+/// apart two operations that used the same id one after the other.
 enum Outgoing {
     Next(String, async_graphql::Response),
     Error(String, Vec<async_graphql::ServerError>),
-    Complete(String),
+    Complete(String, u64),
 }
 
 #[derive(Deserialize)]
@@ -128,7 +129,8 @@ struct Connection {
     protocol: Protocol,
     principal: Option<Principal>,
     expires_in: Option<Pin<Box<Sleep>>>,
-    operations: HashMap<String, JoinHandle<()>>,
+    operations: HashMap<String, (u64, JoinHandle<()>)>,
+    started: u64,
     outgoing: mpsc::Sender<Outgoing>,
     outgoing_rx: Option<mpsc::Receiver<Outgoing>>,
 }
@@ -144,6 +146,7 @@ impl Connection {
             principal: None,
             expires_in: None,
             operations: HashMap::new(),
+            started: 0,
             outgoing,
             outgoing_rx: Some(outgoing_rx),
         }
@@ -180,7 +183,7 @@ impl Connection {
                 break Some(reason);
             }
         };
-        for (_, operation) in self.operations.drain() {
+        for (_, (_, operation)) in self.operations.drain() {
             operation.abort();
         }
         if let Some(reason) = close {
@@ -199,11 +202,12 @@ impl Connection {
         let message = match out {
             Outgoing::Next(id, response) => json!({ "type": self.protocol.next_type(), "id": id, "payload": response }),
             Outgoing::Error(id, errors) => json!({ "type": "error", "id": id, "payload": errors }),
-            Outgoing::Complete(id) => {
-                if self.operations.remove(&id).is_none() {
-                    // The client completed it first; it has been told already.
+            Outgoing::Complete(id, number) => {
+                if !self.operations.get(&id).is_some_and(|(running, _)| *running == number) {
+                    // The client completed it first: nothing to tell.
                     return Flow::Continue;
                 }
+                self.operations.remove(&id);
                 json!({ "type": "complete", "id": id })
             }
         };
@@ -235,7 +239,7 @@ impl Connection {
                 self.on_subscribe(message.id, message.payload).await
             }
             (Protocol::TransportWs, "complete") | (Protocol::LegacyWs, "stop") => {
-                if let Some(operation) = message.id.and_then(|id| self.operations.remove(&id)) {
+                if let Some((_, operation)) = message.id.and_then(|id| self.operations.remove(&id)) {
                     operation.abort();
                 }
                 Flow::Continue
@@ -288,6 +292,8 @@ impl Connection {
         let schema = self.schema.clone();
         let outgoing = self.outgoing.clone();
         let operation_id = id.clone();
+        self.started += 1;
+        let number = self.started;
         let operation = actix_web::rt::spawn(async move {
             let mut responses = schema.execute_stream(request);
             let mut first = true;
@@ -304,9 +310,9 @@ impl Connection {
                     break;
                 }
             }
-            let _ = outgoing.send(Outgoing::Complete(operation_id)).await;
+            let _ = outgoing.send(Outgoing::Complete(operation_id, number)).await;
         });
-        self.operations.insert(id, operation);
+        self.operations.insert(id, (number, operation));
         Flow::Continue
     }
 }
