@@ -203,7 +203,7 @@ impl Connection {
             Outgoing::Next(id, response) => json!({ "type": self.protocol.next_type(), "id": id, "payload": response }),
             Outgoing::Error(id, errors) => json!({ "type": "error", "id": id, "payload": errors }),
             Outgoing::Complete(id, number) => {
-                if !self.operations.get(&id).is_some_and(|(running, _)| *running == number) {
+                if self.operations.get(&id).is_none_or(|(running, _)| *running != number) {
                     // The client completed it first: nothing to tell.
                     return Flow::Continue;
                 }
