@@ -63,7 +63,19 @@ pub struct Settings {
     /// How long a signed photo URL stays valid.
     #[serde(with = "humantime_serde")]
     pub media_url_ttl: Duration,
-    /// How often the background jobs (SLA marking, auto-close) run.
+    /// First reminder for a parcel not picked up, after it was registered.
+    #[serde(with = "humantime_serde")]
+    pub parcel_reminder_delay: Duration,
+    /// Time between further reminders.
+    #[serde(with = "humantime_serde")]
+    pub parcel_reminder_interval: Duration,
+    /// Reminders sent at most; after the last one the parcel shows as overdue.
+    pub parcel_reminder_count: i32,
+    /// Wrong pickup codes in a row that lock a parcel for staff review.
+    pub parcel_code_attempts: i32,
+    /// The community's offset from UTC in minutes, for daily summaries (480 = UTC+8).
+    pub local_utc_offset_minutes: i32,
+    /// How often the background jobs (SLA marking, auto-close, parcel reminders) run.
     #[serde(with = "humantime_serde")]
     pub job_interval: Duration,
     /// How often the event relay reads the outbox when nothing wakes it.
@@ -106,6 +118,11 @@ impl Default for Settings {
             repair_max_photos: 6,
             repair_max_photo_bytes: 5 * 1024 * 1024,
             media_url_ttl: Duration::from_secs(15 * 60),
+            parcel_reminder_delay: Duration::from_secs(24 * 3600),
+            parcel_reminder_interval: Duration::from_secs(24 * 3600),
+            parcel_reminder_count: 3,
+            parcel_code_attempts: 5,
+            local_utc_offset_minutes: 480,
             job_interval: Duration::from_secs(30),
             event_poll_interval: Duration::from_secs(1),
             event_buffer: 4096,

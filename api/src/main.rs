@@ -25,7 +25,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let app = api::app_context(db, settings).await?;
-    api::repair::jobs::spawn(app.clone());
+    api::jobs::spawn(app.clone());
     let running = api::serve(app)?;
     println!("\nGraphiQL: http://{}/graphql\n", running.addr);
     running.server.await?;

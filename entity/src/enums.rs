@@ -131,3 +131,41 @@ pub enum RepairAction {
     #[sea_orm(string_value = "COMPLETION_OVERDUE")]
     CompletionOverdue,
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ParcelKind {
+    #[sea_orm(string_value = "PARCEL")]
+    Parcel,
+    #[sea_orm(string_value = "REGISTERED_MAIL")]
+    RegisteredMail,
+    #[sea_orm(string_value = "LETTER")]
+    Letter,
+    #[sea_orm(string_value = "PACKAGE")]
+    Package,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ParcelStatus {
+    #[sea_orm(string_value = "WAITING")]
+    Waiting,
+    #[sea_orm(string_value = "UNIDENTIFIED")]
+    Unidentified,
+    #[sea_orm(string_value = "PICKED_UP")]
+    PickedUp,
+    #[sea_orm(string_value = "RETURNED")]
+    Returned,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PickupChannel {
+    #[sea_orm(string_value = "FRONT_DESK")]
+    FrontDesk,
+    #[sea_orm(string_value = "LOCKER")]
+    Locker,
+}

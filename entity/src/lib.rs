@@ -1,5 +1,6 @@
 //! SeaORM entities: one module per table, no business rules.
 
+pub mod api_client;
 pub mod building;
 pub mod butler_assignment;
 pub mod community;
@@ -9,6 +10,8 @@ pub mod event;
 pub mod event_recipient;
 pub mod event_stream;
 pub mod login_attempt;
+pub mod parcel;
+pub mod parcel_reminder;
 pub mod refresh_token;
 pub mod repair_follow_up;
 pub mod repair_order;

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_property_and_identity;
 mod m20261123_000002_repair_orders_and_events;
+mod m20261123_000003_parcels_and_api_clients;
 
 pub struct Migrator;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_property_and_identity::Migration),
             Box::new(m20261123_000002_repair_orders_and_events::Migration),
+            Box::new(m20261123_000003_parcels_and_api_clients::Migration),
         ]
     }
 }

@@ -9,24 +9,31 @@ use entity::enums::{Role, StaffPosition};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
 use serde::{Deserialize, Serialize};
 
-use super::Principal;
+use super::{Caller, Integrator, Principal, Scope};
 use crate::{
     config::Settings,
     error::{ApiError, ApiResult},
 };
 
 const ALGORITHM: Algorithm = Algorithm::HS256;
+/// `sub` of integrators' tokens: `client:<id>`, never a user id.
+const CLIENT_SUBJECT_PREFIX: &str = "client:";
 /// Tolerated clock skew between instances, in seconds.
 const LEEWAY_SECS: u64 = 30;
 
+/// Claims of an access token. People's tokens carry `role` (and `pos`, `cid`);
+/// integrators' tokens have a `sub` of `client:<id>` and carry `cid` and `scp`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
     pub sub: String,
-    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pos: Option<StaffPosition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cid: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scp: Option<String>,
     pub iss: String,
     pub aud: String,
     pub iat: i64,
@@ -66,35 +73,63 @@ impl TokenService {
     }
 
     pub fn issue(&self, principal: &Principal) -> ApiResult<AccessToken> {
+        self.sign(principal.user_id.to_string(), |claims| {
+            claims.role = Some(principal.role);
+            claims.pos = principal.position;
+            claims.cid = principal.community_id;
+        })
+    }
+
+    pub fn issue_for_integrator(&self, integrator: &Integrator) -> ApiResult<AccessToken> {
+        self.sign(format!("{CLIENT_SUBJECT_PREFIX}{}", integrator.client_id), |claims| {
+            claims.cid = Some(integrator.community_id);
+            claims.scp = Some(Scope::format_list(&integrator.scopes));
+        })
+    }
+
+    fn sign(&self, sub: String, fill: impl FnOnce(&mut Claims)) -> ApiResult<AccessToken> {
         let now = Utc::now();
         let expires_at = now
             + chrono::Duration::from_std(self.access_ttl)
                 .map_err(|_| ApiError::Internal("access token TTL out of range".into()))?;
-        let claims = Claims {
-            sub: principal.user_id.to_string(),
-            role: principal.role,
-            pos: principal.position,
-            cid: principal.community_id,
+        let mut claims = Claims {
+            sub,
+            role: None,
+            pos: None,
+            cid: None,
+            scp: None,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             iat: now.timestamp(),
             exp: expires_at.timestamp(),
         };
+        fill(&mut claims);
         let token = encode(&Header::new(ALGORITHM), &claims, &self.encoding)
             .map_err(|err| ApiError::Internal(format!("token signing failed: {err}")))?;
         Ok(AccessToken { token, expires_at })
     }
 
     /// Verifies signature, algorithm, expiry, issuer and audience; returns the
-    /// principal and the token's expiry.
-    pub fn verify(&self, token: &str) -> ApiResult<(Principal, DateTime<Utc>)> {
+    /// caller and the token's expiry.
+    pub fn verify(&self, token: &str) -> ApiResult<(Caller, DateTime<Utc>)> {
         let invalid = || ApiError::Unauthenticated("invalid or expired access token");
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|_| invalid())?;
         let claims = data.claims;
-        let user_id = claims.sub.parse::<i64>().map_err(|_| invalid())?;
         let expires_at = DateTime::from_timestamp(claims.exp, 0).ok_or_else(invalid)?;
-        let principal = Principal { user_id, role: claims.role, position: claims.pos, community_id: claims.cid };
-        Ok((principal, expires_at))
+        let caller = match claims.sub.strip_prefix(CLIENT_SUBJECT_PREFIX) {
+            Some(client_id) => Caller::Integrator(Integrator {
+                client_id: client_id.parse().map_err(|_| invalid())?,
+                community_id: claims.cid.ok_or_else(invalid)?,
+                scopes: Scope::parse_list(claims.scp.as_deref().unwrap_or_default()),
+            }),
+            None => Caller::User(Principal {
+                user_id: claims.sub.parse().map_err(|_| invalid())?,
+                role: claims.role.ok_or_else(invalid)?,
+                position: claims.pos,
+                community_id: claims.cid,
+            }),
+        };
+        Ok((caller, expires_at))
     }
 }
 
@@ -147,8 +182,16 @@ mod tests {
         let tokens = service();
         let issued = tokens.issue(&principal()).unwrap();
         let (verified, expires_at) = tokens.verify(&issued.token).unwrap();
-        assert_eq!(verified, principal());
+        assert_eq!(verified, Caller::User(principal()));
         assert_eq!(expires_at.timestamp(), issued.expires_at.timestamp());
+    }
+
+    #[test]
+    fn integrator_tokens_are_never_read_as_people() {
+        let tokens = service();
+        let integrator = Integrator { client_id: 42, community_id: 3, scopes: vec![Scope::ParcelsRead] };
+        let issued = tokens.issue_for_integrator(&integrator).unwrap();
+        assert_eq!(tokens.verify(&issued.token).unwrap().0, Caller::Integrator(integrator));
     }
 
     #[test]

@@ -8,4 +8,4 @@ pub mod principal;
 
 pub use jwt::TokenService;
 pub use permissions::Action;
-pub use principal::Principal;
+pub use principal::{Caller, Integrator, Principal, Scope};

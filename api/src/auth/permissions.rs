@@ -24,6 +24,10 @@ pub enum Action {
     /// Take repair requests for residents, cancel them, record follow-ups
     /// (butlers: in their buildings).
     HandleRepairs,
+    /// Register, hand over, identify and return parcels; read the desk summary.
+    HandleParcels,
+    /// Create and disable integrators' API clients.
+    ManageIntegrations,
 }
 
 /// | action          | resident | butler | front desk | technician | supervisor | manager |
@@ -35,6 +39,8 @@ pub enum Action {
 /// | ManageAccounts  |          |        |            |            |            | yes     |
 /// | DispatchRepairs |          | yes    |            |            | yes        | yes     |
 /// | HandleRepairs   |          | yes    | yes        |            | yes        | yes     |
+/// | HandleParcels   |          |        | yes        |            | yes        | yes     |
+/// | ManageIntegrations |       |        |            |            |            | yes     |
 pub fn is_allowed(principal: &Principal, action: Action) -> bool {
     use Action::*;
     use StaffPosition::*;
@@ -43,9 +49,12 @@ pub fn is_allowed(principal: &Principal, action: Action) -> bool {
         Role::Butler => matches!(action, ReadResidents | DispatchRepairs | HandleRepairs),
         Role::Staff => match (action, principal.position) {
             (_, None) => false,
-            (ReadResidents | ManageResidency | HandleRepairs, Some(FrontDesk | Supervisor | Manager)) => true,
+            (
+                ReadResidents | ManageResidency | HandleRepairs | HandleParcels,
+                Some(FrontDesk | Supervisor | Manager),
+            ) => true,
             (ManageProperty | AssignButlers | DispatchRepairs, Some(Supervisor | Manager)) => true,
-            (ManageAccounts, Some(Manager)) => true,
+            (ManageAccounts | ManageIntegrations, Some(Manager)) => true,
             _ => false,
         },
     }
@@ -81,6 +90,8 @@ mod tests {
             (ManageAccounts, [false, false, false, false, false, true]),
             (DispatchRepairs, [false, true, false, false, true, true]),
             (HandleRepairs, [false, true, true, false, true, true]),
+            (HandleParcels, [false, false, true, false, true, true]),
+            (ManageIntegrations, [false, false, false, false, false, true]),
         ];
         for (action, expected) in table {
             let actual = [&resident, &butler, &desk, &technician, &supervisor, &manager].map(|p| is_allowed(p, action));

@@ -5,7 +5,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::{
     AppContext,
-    auth::{Action, Principal, permissions},
+    auth::{Caller, Principal},
     error::{ApiError, ApiResult},
 };
 
@@ -13,7 +13,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub enum Auth {
     Anonymous,
-    Authenticated(Principal),
+    Authenticated(Caller),
     /// A token was presented but did not verify; the caller is told so instead
     /// of being treated as anonymous.
     Rejected,
@@ -24,13 +24,15 @@ pub trait ContextExt {
     fn db(&self) -> &DatabaseConnection {
         &self.app().db
     }
-    /// The verified caller, or UNAUTHENTICATED.
-    fn principal(&self) -> ApiResult<&Principal>;
-    /// The verified caller, if allowed to perform `action` (else FORBIDDEN).
-    fn principal_for(&self, action: Action) -> ApiResult<&Principal> {
-        let principal = self.principal()?;
-        permissions::require(principal, action)?;
-        Ok(principal)
+    /// The verified caller, person or integrator, or UNAUTHENTICATED.
+    fn caller(&self) -> ApiResult<&Caller>;
+    /// The verified person calling, or UNAUTHENTICATED. Integrators get
+    /// FORBIDDEN: only the fields that take `caller()` serve them.
+    fn principal(&self) -> ApiResult<&Principal> {
+        match self.caller()? {
+            Caller::User(principal) => Ok(principal),
+            Caller::Integrator(_) => Err(ApiError::Forbidden),
+        }
     }
 }
 
@@ -39,9 +41,9 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Arc<AppContext>>()
     }
 
-    fn principal(&self) -> ApiResult<&Principal> {
+    fn caller(&self) -> ApiResult<&Caller> {
         match self.data_opt::<Auth>() {
-            Some(Auth::Authenticated(principal)) => Ok(principal),
+            Some(Auth::Authenticated(caller)) => Ok(caller),
             Some(Auth::Rejected) => Err(ApiError::Unauthenticated("invalid or expired access token")),
             Some(Auth::Anonymous) | None => Err(ApiError::Unauthenticated("authentication required")),
         }

@@ -15,6 +15,8 @@ pub enum Kind {
     EmergencyContact,
     RepairOrder,
     RepairPhoto,
+    Parcel,
+    ApiClient,
 }
 
 impl Kind {
@@ -28,6 +30,8 @@ impl Kind {
             Kind::EmergencyContact => "ec",
             Kind::RepairOrder => "ro",
             Kind::RepairPhoto => "rp",
+            Kind::Parcel => "pcl",
+            Kind::ApiClient => "cli",
         }
     }
 }

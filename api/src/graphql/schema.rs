@@ -10,6 +10,8 @@ use super::{
 use crate::{
     AppContext,
     identity::{IdentityMutation, IdentityQuery},
+    integrations::{IntegrationMutation, IntegrationQuery},
+    parcel::{ParcelMutation, ParcelQuery, ParcelSubscription},
     property::{PropertyMutation, PropertyQuery},
     repair::{RepairMutation, RepairQuery, RepairSubscription},
 };
@@ -18,13 +20,13 @@ pub const MAX_QUERY_DEPTH: usize = 10;
 pub const MAX_QUERY_COMPLEXITY: usize = 1000;
 
 #[derive(MergedObject, Default)]
-pub struct Query(IdentityQuery, PropertyQuery, RepairQuery);
+pub struct Query(IdentityQuery, PropertyQuery, RepairQuery, ParcelQuery, IntegrationQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(IdentityMutation, PropertyMutation, RepairMutation);
+pub struct Mutation(IdentityMutation, PropertyMutation, RepairMutation, ParcelMutation, IntegrationMutation);
 
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(RepairSubscription);
+pub struct Subscription(RepairSubscription, ParcelSubscription);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 

@@ -25,45 +25,60 @@ use serde_json::json;
 pub use self::request_span::RequestSpan;
 use crate::{
     AppContext,
+    auth::Caller,
     graphql::{
         AppSchema, Auth,
         ids::{self, Kind},
     },
     identity::loader::VisibleMembershipsByResident,
+    integrations,
     repair::photos,
 };
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/graphql").route(web::post().to(graphql_post)).route(web::get().to(graphql_get)))
+        .route("/oauth/token", web::post().to(integrations::oauth::token))
         .route("/media/repair-photos/{id}", web::get().to(repair_photo))
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }
 
-/// Verifies an `Authorization` value of the form `Bearer <token>`.
-fn authenticate(
+/// Verifies an `Authorization` value of the form `Bearer <token>`. An
+/// integrator's token stops working the moment its client is disabled.
+async fn authenticate(
     app: &AppContext,
     authorization: Option<&str>,
-) -> Result<(crate::auth::Principal, chrono::DateTime<chrono::Utc>), ()> {
-    let value = authorization.ok_or(())?;
-    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim).ok_or(())?;
-    app.tokens.verify(token).map_err(|_| ())
+) -> Option<(Caller, chrono::DateTime<chrono::Utc>)> {
+    let value = authorization?;
+    let token = value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)?;
+    let (caller, expires_at) = app.tokens.verify(token).ok()?;
+    if let Caller::Integrator(integrator) = &caller {
+        match integrations::service::is_active(&app.db, integrator.client_id).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(err) => {
+                tracing::warn!(error = ?err, "could not check an integrator's client");
+                return None;
+            }
+        }
+    }
+    Some((caller, expires_at))
 }
 
 /// The caller of an HTTP request: anonymous without the header, rejected with
 /// any other scheme or a bad token.
-fn http_auth(app: &AppContext, authorization: Option<&str>) -> Auth {
-    match (authorization, authenticate(app, authorization)) {
+async fn http_auth(app: &AppContext, authorization: Option<&str>) -> Auth {
+    match (authorization, authenticate(app, authorization).await) {
         (None, _) => Auth::Anonymous,
-        (Some(_), Ok((principal, _))) => Auth::Authenticated(principal),
-        (Some(_), Err(())) => Auth::Rejected,
+        (Some(_), Some((caller, _))) => Auth::Authenticated(caller),
+        (Some(_), None) => Auth::Rejected,
     }
 }
 
 /// Per-request data: the caller and the loaders that carry the caller's scope.
 fn request_data(app: &AppContext, auth: Auth) -> Data {
     let mut data = Data::default();
-    if let Auth::Authenticated(principal) = &auth {
+    if let Auth::Authenticated(Caller::User(principal)) = &auth {
         data.insert(DataLoader::new(
             VisibleMembershipsByResident::new(app.db.clone(), principal.clone()),
             tokio::spawn,
@@ -144,7 +159,7 @@ async fn graphql_post(
                 .json(json!({ "errors": [{ "message": "send GraphQL requests as application/json" }] })));
         }
     };
-    let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION));
+    let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION)).await;
     let mut batch = batch;
     for request in batch.iter_mut() {
         request.data = request_data(&app, auth.clone());
@@ -182,7 +197,7 @@ async fn graphql_get(
             .insert_header((header::ALLOW, Method::POST.as_str()))
             .json(json!({ "errors": [{ "message": "mutations must be sent with POST" }] })));
     }
-    let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION));
+    let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION)).await;
     let mut request = request;
     request.data = request_data(&app, auth);
     Ok(GraphQLResponse::from(schema.execute(request).await).respond_to(&req).map_into_boxed_body())

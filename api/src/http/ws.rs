@@ -29,7 +29,7 @@ use tokio::{sync::mpsc, task::JoinHandle, time::Sleep};
 use super::{authenticate, request_data};
 use crate::{
     AppContext,
-    auth::Principal,
+    auth::{Caller, Principal},
     graphql::{AppSchema, Auth},
 };
 
@@ -259,8 +259,7 @@ impl Connection {
             .as_ref()
             .and_then(|p| p.get("authorization").or_else(|| p.get("Authorization")))
             .and_then(Value::as_str);
-        let Some((principal, expires_at)) = authorization.and_then(|value| authenticate(&self.app, Some(value)).ok())
-        else {
+        let Some((Caller::User(principal), expires_at)) = authenticate(&self.app, authorization).await else {
             if self.protocol == Protocol::LegacyWs {
                 let _ =
                     self.send_json(json!({ "type": "connection_error", "payload": { "message": "Forbidden" } })).await;
@@ -288,7 +287,7 @@ impl Connection {
             return Flow::Close(close_reason(4409, &format!("Subscriber for {id} already exists")));
         }
         let mut request = request;
-        request.data = request_data(&self.app, Auth::Authenticated(principal));
+        request.data = request_data(&self.app, Auth::Authenticated(Caller::User(principal)));
         let schema = self.schema.clone();
         let outgoing = self.outgoing.clone();
         let operation_id = id.clone();

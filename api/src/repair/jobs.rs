@@ -3,8 +3,6 @@
 //! change is a conditional update, so instances running the job at the same
 //! time cannot both act on one order.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use entity::{enums::RepairState, repair_order};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
@@ -73,18 +71,4 @@ pub async fn run_once(app: &AppContext, now: DateTime<Utc>) -> ApiResult<Report>
         tracing::info!(?report, "repair jobs ran");
     }
     Ok(report)
-}
-
-/// Runs the jobs every JOB_INTERVAL for as long as the process lives.
-pub fn spawn(app: Arc<AppContext>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(app.settings.job_interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if let Err(err) = run_once(&app, Utc::now()).await {
-                tracing::warn!(error = ?err, "repair jobs failed; retrying next interval");
-            }
-        }
-    });
 }

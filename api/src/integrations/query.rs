@@ -1,0 +1,20 @@
+use async_graphql::{Context, Object, Result};
+
+use super::{service, types::ApiClient};
+use crate::graphql::{
+    ContextExt,
+    pagination::{Page, PageRequest},
+};
+
+#[derive(Default)]
+pub struct IntegrationQuery;
+
+#[Object]
+impl IntegrationQuery {
+    /// The community's API clients (manager).
+    async fn api_clients(&self, ctx: &Context<'_>, first: i32, after: Option<String>) -> Result<Page<ApiClient>> {
+        let principal = ctx.principal()?;
+        let request = PageRequest::new(first, after.as_deref())?;
+        Ok(service::list(ctx.db(), principal, request).await?)
+    }
+}

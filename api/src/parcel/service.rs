@@ -1,0 +1,689 @@
+//! The rules of parcels and mail: registration by the front desk or an
+//! integrator, pickup codes only recipients can read, handing over against the
+//! code (with a lock after repeated wrong codes), identification and return of
+//! unclear mail, reminders, and the events that notify phones.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use entity::{
+    butler_assignment,
+    enums::{ParcelKind, ParcelStatus, PickupChannel, Role, StaffPosition},
+    parcel, parcel_reminder, unit, unit_membership, user,
+};
+use rand::Rng;
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    sea_query::{Expr, Query},
+};
+
+use super::types;
+use crate::{
+    AppContext,
+    auth::{Action, Caller, Principal, Scope, permissions},
+    error::{ApiError, ApiResult, is_unique_violation},
+    events::{self, NewEvent},
+    graphql::pagination::{self, Page, PageRequest},
+    property::{scope, service as property},
+    validate,
+};
+
+pub const ENTITY_TYPE: &str = "PARCEL";
+pub const MAX_BATCH: usize = 100;
+
+fn nothing() -> Condition {
+    Condition::all().add(Expr::cust("1 = 0"))
+}
+
+/// Parcels the caller may see: a resident their units', a butler their
+/// buildings' and the community's unidentified ones, staff and integrators
+/// with a parcel scope the community's.
+pub fn visible(caller: &Caller) -> Condition {
+    match caller {
+        Caller::User(principal) => match (principal.role, principal.community_id) {
+            (Role::Resident, _) => {
+                Condition::all().add(parcel::Column::UnitId.in_subquery(scope::current_units_of(principal.user_id)))
+            }
+            (Role::Butler, community_id) => Condition::any()
+                .add(
+                    parcel::Column::UnitId.in_subquery(
+                        Query::select()
+                            .column(unit::Column::Id)
+                            .from(unit::Entity)
+                            .and_where(
+                                unit::Column::BuildingId.in_subquery(scope::buildings_assigned_to(principal.user_id)),
+                            )
+                            .to_owned(),
+                    ),
+                )
+                .add(
+                    Condition::all()
+                        .add(parcel::Column::Status.eq(ParcelStatus::Unidentified))
+                        .add(parcel::Column::CommunityId.eq(community_id.unwrap_or_default())),
+                ),
+            (Role::Staff, Some(community_id)) => Condition::all().add(parcel::Column::CommunityId.eq(community_id)),
+            (Role::Staff, None) => nothing(),
+        },
+        Caller::Integrator(integrator) if !integrator.scopes.is_empty() => {
+            Condition::all().add(parcel::Column::CommunityId.eq(integrator.community_id))
+        }
+        Caller::Integrator(_) => nothing(),
+    }
+}
+
+pub async fn find(db: &impl ConnectionTrait, caller: &Caller, id: i64) -> ApiResult<parcel::Model> {
+    parcel::Entity::find_by_id(id).filter(visible(caller)).one(db).await?.ok_or(ApiError::NotFound("parcel"))
+}
+
+/// Who registers and hands over parcels: the front desk (supervisors and
+/// managers too), or an integrator with `parcels:write`.
+enum Handler<'a> {
+    Staff(&'a Principal),
+    Integrator { client_id: i64, community_id: i64 },
+}
+
+impl Handler<'_> {
+    fn community_id(&self) -> ApiResult<i64> {
+        match self {
+            Handler::Staff(principal) => principal.community_id.ok_or(ApiError::Forbidden),
+            Handler::Integrator { community_id, .. } => Ok(*community_id),
+        }
+    }
+}
+
+fn handler(caller: &Caller) -> ApiResult<Handler<'_>> {
+    match caller {
+        Caller::User(principal) => {
+            permissions::require(principal, Action::HandleParcels)?;
+            Ok(Handler::Staff(principal))
+        }
+        Caller::Integrator(integrator) if integrator.has(Scope::ParcelsWrite) => {
+            Ok(Handler::Integrator { client_id: integrator.client_id, community_id: integrator.community_id })
+        }
+        Caller::Integrator(_) => Err(ApiError::Forbidden),
+    }
+}
+
+fn staff(caller: &Caller, action: Action) -> ApiResult<&Principal> {
+    match caller {
+        Caller::User(principal) => {
+            permissions::require(principal, action)?;
+            Ok(principal)
+        }
+        Caller::Integrator(_) => Err(ApiError::Forbidden),
+    }
+}
+
+/// A unit of the community, for callers that see the whole community.
+async fn unit_of_community(db: &impl ConnectionTrait, community_id: i64, unit_id: i64) -> ApiResult<unit::Model> {
+    unit::Entity::find_by_id(unit_id)
+        .filter(
+            unit::Column::BuildingId.in_subquery(
+                Query::select()
+                    .column(entity::building::Column::Id)
+                    .from(entity::building::Entity)
+                    .and_where(entity::building::Column::CommunityId.eq(community_id))
+                    .to_owned(),
+            ),
+        )
+        .one(db)
+        .await?
+        .ok_or(ApiError::NotFound("unit"))
+}
+
+/// The unit's current residents, the butlers of its building and the front
+/// desk; for a parcel without a unit, the front desk and all the community's butlers.
+async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiResult<Vec<i64>> {
+    let mut users = Vec::new();
+    match parcel.unit_id {
+        Some(unit_id) => {
+            users.extend(
+                unit_membership::Entity::find()
+                    .select_only()
+                    .column(unit_membership::Column::UserId)
+                    .filter(unit_membership::Column::UnitId.eq(unit_id))
+                    .filter(unit_membership::Column::MovedOutOn.is_null())
+                    .into_tuple::<i64>()
+                    .all(db)
+                    .await?,
+            );
+            users.extend(
+                butler_assignment::Entity::find()
+                    .select_only()
+                    .column(butler_assignment::Column::ButlerId)
+                    .filter(
+                        butler_assignment::Column::BuildingId.in_subquery(
+                            Query::select()
+                                .column(unit::Column::BuildingId)
+                                .from(unit::Entity)
+                                .and_where(unit::Column::Id.eq(unit_id))
+                                .to_owned(),
+                        ),
+                    )
+                    .into_tuple::<i64>()
+                    .all(db)
+                    .await?,
+            );
+        }
+        None => users.extend(
+            user::Entity::find()
+                .select_only()
+                .column(user::Column::Id)
+                .filter(user::Column::CommunityId.eq(parcel.community_id))
+                .filter(user::Column::Role.eq(Role::Butler))
+                .into_tuple::<i64>()
+                .all(db)
+                .await?,
+        ),
+    }
+    users.extend(
+        user::Entity::find()
+            .select_only()
+            .column(user::Column::Id)
+            .filter(user::Column::CommunityId.eq(parcel.community_id))
+            .filter(user::Column::Role.eq(Role::Staff))
+            .filter(user::Column::Position.eq(StaffPosition::FrontDesk))
+            .into_tuple::<i64>()
+            .all(db)
+            .await?,
+    );
+    Ok(users)
+}
+
+async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<()> {
+    let recipients = recipients(txn, parcel).await?;
+    events::append(
+        txn,
+        vec![NewEvent {
+            community_id: parcel.community_id,
+            kind,
+            entity_type: ENTITY_TYPE,
+            entity_id: parcel.id,
+            recipients,
+        }],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A fresh six-digit code, not in use by the community's waiting parcels nor
+/// by `taken`. Codes come from a CSPRNG, so one code says nothing of another.
+async fn new_pickup_code(
+    db: &impl ConnectionTrait,
+    community_id: i64,
+    taken: &mut HashSet<String>,
+) -> ApiResult<String> {
+    for _ in 0..20 {
+        let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
+        if taken.contains(&code) {
+            continue;
+        }
+        let in_use = parcel::Entity::find()
+            .filter(parcel::Column::CommunityId.eq(community_id))
+            .filter(parcel::Column::Status.eq(ParcelStatus::Waiting))
+            .filter(parcel::Column::PickupCode.eq(code.as_str()))
+            .count(db)
+            .await?
+            > 0;
+        if !in_use {
+            taken.insert(code.clone());
+            return Ok(code);
+        }
+    }
+    Err(ApiError::Internal("no free pickup code found".into()))
+}
+
+fn reminder_delay(app: &AppContext) -> ApiResult<Duration> {
+    Duration::from_std(app.settings.parcel_reminder_delay)
+        .map_err(|_| ApiError::Internal("reminder delay out of range".into()))
+}
+
+pub struct NewParcel {
+    pub kind: ParcelKind,
+    pub carrier: String,
+    pub tracking_number: String,
+    pub item_count: i32,
+    pub recipient_name: String,
+    pub unit_id: Option<i64>,
+    pub location: Option<String>,
+}
+
+/// Registers parcels, all or nothing. `bulk` names fields `parcels.<i>.<field>`.
+#[tracing::instrument(skip_all, fields(count = parcels.len()))]
+pub async fn register(
+    app: &AppContext,
+    caller: &Caller,
+    parcels: Vec<NewParcel>,
+    bulk: bool,
+) -> ApiResult<Vec<parcel::Model>> {
+    let handler = handler(caller)?;
+    let community_id = handler.community_id()?;
+    if parcels.is_empty() || parcels.len() > MAX_BATCH {
+        return Err(ApiError::bad_input("parcels", format!("between 1 and {MAX_BATCH} parcels")));
+    }
+    let field = |index: usize, name: &str| if bulk { format!("parcels.{index}.{name}") } else { name.to_owned() };
+    let mut checked = Vec::with_capacity(parcels.len());
+    let mut tracking_numbers = HashSet::new();
+    for (index, new) in parcels.into_iter().enumerate() {
+        let carrier = validate::text(&new.carrier, &field(index, "carrier"), 50)?;
+        let tracking_number = validate::text(&new.tracking_number, &field(index, "trackingNumber"), 64)?;
+        if !tracking_numbers.insert(tracking_number.clone()) {
+            return Err(ApiError::bad_input(field(index, "trackingNumber"), "appears twice in this registration"));
+        }
+        if !(1..=99).contains(&new.item_count) {
+            return Err(ApiError::bad_input(field(index, "itemCount"), "must be between 1 and 99"));
+        }
+        let recipient_name = validate::text(&new.recipient_name, &field(index, "recipientName"), 50)?;
+        let location = new.location.as_deref().map(|l| validate::text(l, &field(index, "location"), 50)).transpose()?;
+        let unit = match new.unit_id {
+            Some(unit_id) => Some(unit_of_community(&app.db, community_id, unit_id).await?),
+            None => None,
+        };
+        checked.push((new.kind, carrier, tracking_number, new.item_count, recipient_name, location, unit));
+    }
+
+    let now = Utc::now();
+    let first_reminder = now + reminder_delay(app)?;
+    let (received_by, registered_by_client) = match &handler {
+        Handler::Staff(principal) => (Some(principal.user_id), None),
+        Handler::Integrator { client_id, .. } => (None, Some(*client_id)),
+    };
+    let txn = crate::db::begin_write(&app.db).await?;
+    let mut codes = HashSet::new();
+    let mut registered = Vec::with_capacity(checked.len());
+    for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
+        let held = parcel::Entity::find()
+            .filter(parcel::Column::CommunityId.eq(community_id))
+            .filter(parcel::Column::TrackingNumber.eq(tracking_number.as_str()))
+            .filter(parcel::Column::Status.is_in([ParcelStatus::Waiting, ParcelStatus::Unidentified]))
+            .count(&txn)
+            .await?
+            > 0;
+        if held {
+            return Err(ApiError::conflict(format!(
+                "tracking number {tracking_number} is already registered and not picked up"
+            )));
+        }
+        let (status, pickup_code, next_reminder_at) = match unit {
+            Some(_) => (
+                ParcelStatus::Waiting,
+                Some(new_pickup_code(&txn, community_id, &mut codes).await?),
+                Some(first_reminder),
+            ),
+            None => (ParcelStatus::Unidentified, None, None),
+        };
+        let parcel = parcel::ActiveModel {
+            community_id: Set(community_id),
+            unit_id: Set(unit.map(|u| u.id)),
+            kind: Set(kind),
+            carrier: Set(carrier),
+            tracking_number: Set(tracking_number),
+            item_count: Set(item_count),
+            recipient_name: Set(recipient_name),
+            location: Set(location),
+            status: Set(status),
+            pickup_code: Set(pickup_code),
+            received_by: Set(received_by),
+            registered_by_client: Set(registered_by_client),
+            received_at: Set(now),
+            reminder_count: Set(0),
+            next_reminder_at: Set(next_reminder_at),
+            failed_code_attempts: Set(0),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                ApiError::conflict("a parcel with this tracking number was registered at the same time")
+            } else {
+                err.into()
+            }
+        })?;
+        announce(&txn, &parcel, "REGISTERED").await?;
+        registered.push(parcel);
+    }
+    txn.commit().await?;
+    app.events.committed();
+    tracing::info!(count = registered.len(), "parcels registered");
+    Ok(registered)
+}
+
+/// Writes `update` if the parcel is still at the version read, plus its event.
+async fn commit_change(
+    app: &AppContext,
+    parcel: &parcel::Model,
+    mut update: parcel::ActiveModel,
+    event: Option<&'static str>,
+) -> ApiResult<parcel::Model> {
+    update.version = Set(parcel.version + 1);
+    update.updated_at = Set(Utc::now());
+    let txn = crate::db::begin_write(&app.db).await?;
+    let updated = parcel::Entity::update_many()
+        .set(update)
+        .filter(parcel::Column::Id.eq(parcel.id))
+        .filter(parcel::Column::Version.eq(parcel.version))
+        .exec(&txn)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                ApiError::conflict("the pickup code was taken at the same time; retry")
+            } else {
+                err.into()
+            }
+        })?;
+    if updated.rows_affected == 0 {
+        return Err(ApiError::conflict("the parcel was changed by someone else at the same time; reload it"));
+    }
+    let changed = parcel::Entity::find_by_id(parcel.id).one(&txn).await?.ok_or(ApiError::NotFound("parcel"))?;
+    if let Some(event) = event {
+        announce(&txn, &changed, event).await?;
+    }
+    txn.commit().await?;
+    if event.is_some() {
+        app.events.committed();
+    }
+    Ok(changed)
+}
+
+fn status_name(status: ParcelStatus) -> &'static str {
+    match status {
+        ParcelStatus::Waiting => "WAITING",
+        ParcelStatus::Unidentified => "UNIDENTIFIED",
+        ParcelStatus::PickedUp => "PICKED_UP",
+        ParcelStatus::Returned => "RETURNED",
+    }
+}
+
+fn require_status(parcel: &parcel::Model, allowed: &[ParcelStatus], what: &str) -> ApiResult<()> {
+    if allowed.contains(&parcel.status) {
+        Ok(())
+    } else {
+        Err(ApiError::conflict(format!("cannot {what} a parcel that is {}", status_name(parcel.status))))
+    }
+}
+
+/// Hands a waiting parcel over against its pickup code: at the desk to a
+/// resident of the unit or the person they authorised, or from a locker.
+#[tracing::instrument(skip(app, caller, code, collector_name))]
+pub async fn pick_up(
+    app: &AppContext,
+    caller: &Caller,
+    parcel_id: i64,
+    code: &str,
+    collector_name: Option<String>,
+) -> ApiResult<parcel::Model> {
+    let handler = handler(caller)?;
+    let parcel = find(&app.db, caller, parcel_id).await?;
+    require_status(&parcel, &[ParcelStatus::Waiting], "hand over")?;
+    if parcel.locked_at.is_some() {
+        return Err(ApiError::conflict("the parcel is locked after too many wrong codes; staff must review it"));
+    }
+    let collector_name = match (&handler, collector_name) {
+        (Handler::Staff(_), None) => return Err(ApiError::bad_input("collectorName", "is required at the desk")),
+        (_, name) => name.map(|name| validate::text(&name, "collectorName", 50)).transpose()?,
+    };
+    if parcel.pickup_code.as_deref() != Some(code.trim()) {
+        let attempts = parcel.failed_code_attempts + 1;
+        let lock = attempts >= app.settings.parcel_code_attempts;
+        let update = parcel::ActiveModel {
+            failed_code_attempts: Set(attempts),
+            locked_at: Set(lock.then(Utc::now)),
+            ..Default::default()
+        };
+        commit_change(app, &parcel, update, None).await?;
+        if lock {
+            tracing::warn!(parcel_id, "parcel locked after repeated wrong pickup codes");
+        }
+        return Err(ApiError::bad_input("pickupCode", "wrong pickup code"));
+    }
+    if let (Handler::Staff(_), Some(name)) = (&handler, &collector_name) {
+        let authorised = parcel.authorized_collector.as_deref() == Some(name.as_str());
+        if !authorised && !lives_in(&app.db, parcel.unit_id, name).await? {
+            return Err(ApiError::bad_input(
+                "collectorName",
+                "is neither a resident of the unit nor authorised by one",
+            ));
+        }
+    }
+    let (via, handed_over_by) = match handler {
+        Handler::Staff(principal) => (PickupChannel::FrontDesk, Some(principal.user_id)),
+        Handler::Integrator { .. } => (PickupChannel::Locker, None),
+    };
+    let update = parcel::ActiveModel {
+        status: Set(ParcelStatus::PickedUp),
+        pickup_code: Set(None),
+        next_reminder_at: Set(None),
+        failed_code_attempts: Set(0),
+        picked_up_at: Set(Some(Utc::now())),
+        picked_up_by_name: Set(collector_name),
+        picked_up_via: Set(Some(via)),
+        handed_over_by: Set(handed_over_by),
+        ..Default::default()
+    };
+    commit_change(app, &parcel, update, Some("PICKED_UP")).await
+}
+
+async fn lives_in(db: &impl ConnectionTrait, unit_id: Option<i64>, name: &str) -> ApiResult<bool> {
+    let Some(unit_id) = unit_id else { return Ok(false) };
+    Ok(user::Entity::find()
+        .filter(user::Column::Name.eq(name))
+        .filter(
+            user::Column::Id.in_subquery(
+                Query::select()
+                    .column(unit_membership::Column::UserId)
+                    .from(unit_membership::Entity)
+                    .and_where(unit_membership::Column::UnitId.eq(unit_id))
+                    .and_where(unit_membership::Column::MovedOutOn.is_null())
+                    .to_owned(),
+            ),
+        )
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// A resident lets someone else collect their parcel at the desk.
+pub async fn authorize_collector(
+    app: &AppContext,
+    caller: &Caller,
+    parcel_id: i64,
+    name: &str,
+) -> ApiResult<parcel::Model> {
+    let Caller::User(principal) = caller else { return Err(ApiError::Forbidden) };
+    if !principal.is_resident() {
+        return Err(ApiError::Forbidden);
+    }
+    let name = validate::text(name, "name", 50)?;
+    let parcel = find(&app.db, caller, parcel_id).await?;
+    require_status(&parcel, &[ParcelStatus::Waiting], "authorise a collector for")?;
+    let update = parcel::ActiveModel { authorized_collector: Set(Some(name)), ..Default::default() };
+    commit_change(app, &parcel, update, None).await
+}
+
+/// Staff review of a parcel locked after wrong codes.
+pub async fn unlock(app: &AppContext, caller: &Caller, parcel_id: i64) -> ApiResult<parcel::Model> {
+    staff(caller, Action::HandleParcels)?;
+    let parcel = find(&app.db, caller, parcel_id).await?;
+    if parcel.locked_at.is_none() {
+        return Err(ApiError::conflict("the parcel is not locked"));
+    }
+    let update = parcel::ActiveModel { locked_at: Set(None), failed_code_attempts: Set(0), ..Default::default() };
+    commit_change(app, &parcel, update, None).await
+}
+
+/// Gives an unidentified parcel its unit: it starts waiting and the residents are told.
+#[tracing::instrument(skip(app, caller))]
+pub async fn identify(app: &AppContext, caller: &Caller, parcel_id: i64, unit_id: i64) -> ApiResult<parcel::Model> {
+    let principal = match caller {
+        Caller::User(principal) if principal.role == Role::Butler => principal,
+        _ => staff(caller, Action::HandleParcels)?,
+    };
+    let parcel = find(&app.db, caller, parcel_id).await?;
+    require_status(&parcel, &[ParcelStatus::Unidentified], "identify")?;
+    let unit = property::find_unit(&app.db, principal, unit_id).await?;
+    let code = new_pickup_code(&app.db, parcel.community_id, &mut HashSet::new()).await?;
+    let update = parcel::ActiveModel {
+        unit_id: Set(Some(unit.id)),
+        status: Set(ParcelStatus::Waiting),
+        pickup_code: Set(Some(code)),
+        next_reminder_at: Set(Some(Utc::now() + reminder_delay(app)?)),
+        ..Default::default()
+    };
+    commit_change(app, &parcel, update, Some("IDENTIFIED")).await
+}
+
+/// Sends a parcel back to the post office or carrier, with the reason.
+#[tracing::instrument(skip(app, caller, reason))]
+pub async fn return_to_sender(
+    app: &AppContext,
+    caller: &Caller,
+    parcel_id: i64,
+    reason: &str,
+) -> ApiResult<parcel::Model> {
+    staff(caller, Action::HandleParcels)?;
+    let reason = validate::text(reason, "reason", 500)?;
+    let parcel = find(&app.db, caller, parcel_id).await?;
+    require_status(&parcel, &[ParcelStatus::Waiting, ParcelStatus::Unidentified], "return")?;
+    let update = parcel::ActiveModel {
+        status: Set(ParcelStatus::Returned),
+        pickup_code: Set(None),
+        next_reminder_at: Set(None),
+        returned_at: Set(Some(Utc::now())),
+        return_reason: Set(Some(reason)),
+        ..Default::default()
+    };
+    commit_change(app, &parcel, update, Some("RETURNED")).await
+}
+
+/// Records the next reminder of a waiting parcel, once even if several
+/// instances run the job at the same moment.
+pub(super) async fn remind(app: &AppContext, parcel: &parcel::Model, now: DateTime<Utc>) -> ApiResult<bool> {
+    let number = parcel.reminder_count + 1;
+    let interval = Duration::from_std(app.settings.parcel_reminder_interval)
+        .map_err(|_| ApiError::Internal("reminder interval out of range".into()))?;
+    let next = (number < app.settings.parcel_reminder_count).then_some(now + interval);
+    let txn = crate::db::begin_write(&app.db).await?;
+    let updated = parcel::Entity::update_many()
+        .col_expr(parcel::Column::ReminderCount, Expr::value(number))
+        .col_expr(parcel::Column::NextReminderAt, Expr::value(next))
+        .col_expr(parcel::Column::Version, Expr::value(parcel.version + 1))
+        .col_expr(parcel::Column::UpdatedAt, Expr::value(now))
+        .filter(parcel::Column::Id.eq(parcel.id))
+        .filter(parcel::Column::Version.eq(parcel.version))
+        .filter(parcel::Column::Status.eq(ParcelStatus::Waiting))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Ok(false);
+    }
+    parcel_reminder::ActiveModel {
+        parcel_id: Set(parcel.id),
+        number: Set(number),
+        sent_at: Set(now),
+        ..Default::default()
+    }
+    .insert(&txn)
+    .await?;
+    announce(&txn, parcel, "REMINDED").await?;
+    txn.commit().await?;
+    app.events.committed();
+    Ok(true)
+}
+
+pub struct Filter {
+    pub statuses: Vec<ParcelStatus>,
+    pub unit_id: Option<i64>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub received_from: Option<DateTime<Utc>>,
+    pub received_to: Option<DateTime<Utc>>,
+    pub overdue: Option<bool>,
+}
+
+fn overdue_condition(app: &AppContext) -> Condition {
+    Condition::all()
+        .add(parcel::Column::Status.eq(ParcelStatus::Waiting))
+        .add(parcel::Column::ReminderCount.gte(app.settings.parcel_reminder_count))
+}
+
+pub async fn list(
+    app: &AppContext,
+    caller: &Caller,
+    filter: Filter,
+    request: PageRequest,
+) -> ApiResult<Page<types::Parcel>> {
+    use parcel::Column;
+    let mut select = parcel::Entity::find().filter(visible(caller));
+    if !filter.statuses.is_empty() {
+        select = select.filter(Column::Status.is_in(filter.statuses));
+    }
+    if let Some(unit_id) = filter.unit_id {
+        select = select.filter(Column::UnitId.eq(unit_id));
+    }
+    if let Some(carrier) = filter.carrier.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
+        select = select.filter(Column::Carrier.eq(carrier));
+    }
+    if let Some(tracking) = filter.tracking_number.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        select = select.filter(Column::TrackingNumber.eq(tracking));
+    }
+    if let Some(from) = filter.received_from {
+        select = select.filter(Column::ReceivedAt.gte(from));
+    }
+    if let Some(to) = filter.received_to {
+        select = select.filter(Column::ReceivedAt.lt(to));
+    }
+    if let Some(overdue) = filter.overdue {
+        let condition = overdue_condition(app);
+        select = select.filter(if overdue { condition } else { condition.not() });
+    }
+    pagination::fetch(&app.db, select, Column::Id, |p| p.id, request, types::Parcel).await
+}
+
+/// The desk's day, in the community's local time.
+pub struct DeskSummary {
+    pub received: u64,
+    pub picked_up: u64,
+    pub returned: u64,
+    pub waiting: u64,
+    pub overdue: u64,
+}
+
+pub async fn desk_summary(app: &AppContext, caller: &Caller, day: NaiveDate) -> ApiResult<DeskSummary> {
+    let principal = staff(caller, Action::HandleParcels)?;
+    let community_id = principal.community_id.ok_or(ApiError::Forbidden)?;
+    let offset = chrono::FixedOffset::east_opt(app.settings.local_utc_offset_minutes * 60)
+        .ok_or_else(|| ApiError::Internal("LOCAL_UTC_OFFSET_MINUTES out of range".into()))?;
+    let start = day
+        .and_hms_opt(0, 0, 0)
+        .and_then(|midnight| midnight.and_local_timezone(offset).single())
+        .map(|local| local.with_timezone(&Utc))
+        .ok_or_else(|| ApiError::bad_input("day", "not a valid day"))?;
+    let end = start + Duration::days(1);
+    let community = || parcel::Entity::find().filter(parcel::Column::CommunityId.eq(community_id));
+    let db = &app.db;
+    Ok(DeskSummary {
+        received: community()
+            .filter(parcel::Column::ReceivedAt.gte(start))
+            .filter(parcel::Column::ReceivedAt.lt(end))
+            .count(db)
+            .await?,
+        picked_up: community()
+            .filter(parcel::Column::PickedUpAt.gte(start))
+            .filter(parcel::Column::PickedUpAt.lt(end))
+            .count(db)
+            .await?,
+        returned: community()
+            .filter(parcel::Column::ReturnedAt.gte(start))
+            .filter(parcel::Column::ReturnedAt.lt(end))
+            .count(db)
+            .await?,
+        waiting: community().filter(parcel::Column::Status.eq(ParcelStatus::Waiting)).count(db).await?,
+        overdue: community().filter(overdue_condition(app)).count(db).await?,
+    })
+}
