@@ -1,0 +1,703 @@
+//! The `repairOrderEvents` subscription over graphql-transport-ws against the
+//! real server: who receives which event, replay after a cursor, the switch
+//! from replay to live, events that commit late, several instances (with and
+//! without Redis), and residents who move out. Only event delivery is tested
+//! here, not the WebSocket protocol itself.
+
+use std::{collections::HashMap, time::Duration};
+
+use api::{
+    demo::SeededCommunity,
+    events::{NewEvent, cursor, relay},
+};
+use entity::unit_membership;
+use futures_util::{SinkExt, StreamExt, future::join_all};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use tests::{TestApp, id_of, spawn_app, spawn_app_with};
+use tokio::net::TcpStream;
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+const SUBSCRIPTION_ID: &str = "events";
+const EVENTS: &str = "subscription($after: String) { repairOrderEvents(after: $after) { cursor kind occurredAt repairOrder { id state } } }";
+const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"the tap drips\"}) { repairOrder { id } } }";
+const ASSIGN: &str = "mutation($order: ID!, $tech: ID!) { assignRepairOrder(input: {repairOrderId: $order, technicianId: $tech}) { repairOrder { state } } }";
+const START: &str =
+    "mutation($order: ID!) { startRepairOrder(input: {repairOrderId: $order}) { repairOrder { state } } }";
+const COMPLETE: &str = "mutation($order: ID!) { completeRepairOrder(input: {repairOrderId: $order, note: \"new washer\"}) { repairOrder { state } } }";
+const CONFIRM: &str =
+    "mutation($order: ID!) { confirmRepairOrder(input: {repairOrderId: $order, rating: 5}) { repairOrder { state } } }";
+const MOVE_OUT: &str = "mutation($id: ID!) { moveOut(input: {membershipId: $id}) { membership { id movedOutOn } } }";
+
+/// Every demo account, in both communities.
+const KEYS: [&str; 9] =
+    ["owner", "family", "tenant", "owner2", "butler", "front_desk", "technician", "supervisor", "manager"];
+
+/// How long one expected event may take to arrive.
+const EVENT_WAIT: Duration = Duration::from_secs(5);
+/// How long to listen before concluding that nothing (more) is coming.
+const QUIET: Duration = Duration::from_millis(500);
+
+// ---------------------------------------------------------------------------
+// A graphql-transport-ws subscriber that can also tell "nothing arrived".
+// ---------------------------------------------------------------------------
+
+/// One event as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Event {
+    /// The cursor decoded to its position in the delivery order.
+    seq: i64,
+    cursor: String,
+    kind: String,
+    order: String,
+}
+
+/// `(kind, order id)` of each event, for comparing with what was expected.
+fn kinds_and_orders(events: &[Event]) -> Vec<(String, String)> {
+    events.iter().map(|event| (event.kind.clone(), event.order.clone())).collect()
+}
+
+fn expected(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(kind, order)| (kind.to_string(), order.to_string())).collect()
+}
+
+fn assert_strictly_increasing(who: &str, events: &[Event]) {
+    for pair in events.windows(2) {
+        assert!(pair[0].seq < pair[1].seq, "{who}: cursors out of order or repeated: {events:#?}");
+    }
+}
+
+struct Subscriber {
+    who: String,
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Subscriber {
+    /// Connects to `app`, initialises with `token` and subscribes to
+    /// `repairOrderEvents(after: after)`.
+    async fn open(app: &TestApp, token: &str, who: impl Into<String>, after: Option<&str>) -> Self {
+        let mut subscriber = Self::connect(app, token, who).await;
+        subscriber.subscribe(after).await;
+        subscriber
+    }
+
+    async fn connect(app: &TestApp, token: &str, who: impl Into<String>) -> Self {
+        let who = who.into();
+        let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("ws request");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
+        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+        let mut subscriber = Self { who, ws };
+        subscriber
+            .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
+            .await;
+        let ack = subscriber.recv(EVENT_WAIT).await;
+        assert!(
+            ack.as_ref().is_some_and(|ack| ack["type"] == "connection_ack"),
+            "{}: expected connection_ack, got {ack:?}",
+            subscriber.who
+        );
+        subscriber
+    }
+
+    async fn subscribe(&mut self, after: Option<&str>) {
+        self.send(json!({
+            "id": SUBSCRIPTION_ID,
+            "type": "subscribe",
+            "payload": { "query": EVENTS, "variables": { "after": after } },
+        }))
+        .await;
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.ws.send(Message::Text(message.to_string().into())).await.expect("ws send");
+    }
+
+    /// The next protocol message other than ping/pong, or `None` when nothing
+    /// arrives within `wait`. A closed socket fails the test.
+    async fn recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Ok(next) = tokio::time::timeout_at(deadline, self.ws.next()).await else {
+                return None;
+            };
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|err| panic!("{}: not JSON ({err}): {text}", self.who));
+                    match message["type"].as_str() {
+                        Some("ping") => self.send(json!({ "type": "pong" })).await,
+                        Some("pong") => {}
+                        _ => return Some(message),
+                    }
+                }
+                Some(Ok(Message::Close(frame))) => {
+                    panic!("{}: the socket was closed ({frame:?}) while waiting for events", self.who)
+                }
+                Some(Ok(_)) => {}
+                Some(Err(err)) => panic!("{}: socket error while waiting for events: {err}", self.who),
+                None => panic!("{}: the socket ended while waiting for events", self.who),
+            }
+        }
+    }
+
+    fn parse(&self, message: &Value) -> Event {
+        let who = &self.who;
+        assert_eq!(message["type"], "next", "{who}: expected an event, got {message}");
+        assert_eq!(message["id"], SUBSCRIPTION_ID, "{who}: {message}");
+        assert!(message["payload"].get("errors").is_none(), "{who}: event with errors: {message}");
+        let event = &message["payload"]["data"]["repairOrderEvents"];
+        let cursor = event["cursor"].as_str().unwrap_or_else(|| panic!("{who}: no cursor in {message}")).to_owned();
+        let seq = cursor::decode(&cursor, "cursor")
+            .unwrap_or_else(|_| panic!("{who}: the cursor {cursor:?} is not an event cursor"));
+        assert!(event["occurredAt"].is_string(), "{who}: no occurredAt in {message}");
+        Event {
+            seq,
+            cursor,
+            kind: event["kind"].as_str().unwrap_or_else(|| panic!("{who}: no kind in {message}")).to_owned(),
+            order: event["repairOrder"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{who}: no repair order in {message}"))
+                .to_owned(),
+        }
+    }
+
+    /// The next event; fails the test if none arrives within `EVENT_WAIT`.
+    async fn next_event(&mut self) -> Event {
+        self.next_event_within(EVENT_WAIT).await
+    }
+
+    async fn next_event_within(&mut self, wait: Duration) -> Event {
+        let message = self.recv(wait).await.unwrap_or_else(|| panic!("{}: no event within {wait:?}", self.who));
+        self.parse(&message)
+    }
+
+    /// Exactly `count` events (each within `EVENT_WAIT`), then nothing for `QUIET`.
+    async fn exactly(&mut self, count: usize) -> Vec<Event> {
+        let mut events = Vec::with_capacity(count);
+        for _ in 0..count {
+            events.push(self.next_event().await);
+        }
+        self.expect_quiet(QUIET).await;
+        events
+    }
+
+    /// Fails the test if anything arrives within `wait`.
+    async fn expect_quiet(&mut self, wait: Duration) {
+        if let Some(message) = self.recv(wait).await {
+            panic!("{}: expected nothing, received {message}", self.who);
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------
+
+/// The cursor of the newest committed event: subscribing after it receives
+/// exactly what happens from now on, however long the subscription takes to
+/// start listening.
+async fn now_cursor(app: &TestApp) -> String {
+    cursor::encode(relay::high_water_mark(&app.db).await.expect("high-water mark"))
+}
+
+async fn submit(app: &TestApp, token: &str, unit: &str) -> String {
+    let data = app.data(Some(token), SUBMIT, json!({ "unit": id_of("unit", app.home.unit(unit).id) })).await;
+    data["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("repair order id").to_owned()
+}
+
+async fn assign(app: &TestApp, token: &str, order: &str) {
+    let tech = id_of("usr", app.home.account("technician").user_id);
+    app.data(Some(token), ASSIGN, json!({ "order": order, "tech": tech })).await;
+}
+
+async fn act(app: &TestApp, token: &str, mutation: &str, order: &str) {
+    app.data(Some(token), mutation, json!({ "order": order })).await;
+}
+
+fn order_number(order: &str) -> i64 {
+    order.strip_prefix("ro_").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not a repair order id: {order}"))
+}
+
+/// The id of `key`'s current membership of unit `number` in the home community.
+async fn membership_id(app: &TestApp, number: &str, key: &str) -> String {
+    let membership = unit_membership::Entity::find()
+        .filter(unit_membership::Column::UserId.eq(app.home.account(key).user_id))
+        .filter(unit_membership::Column::UnitId.eq(app.home.unit(number).id))
+        .filter(unit_membership::Column::MovedOutOn.is_null())
+        .one(&app.db)
+        .await
+        .expect("read memberships")
+        .unwrap_or_else(|| panic!("{key} does not live in {number}"));
+    id_of("mbr", membership.id)
+}
+
+/// The code (and field) of the error a subscription ended with, whether sent
+/// as a `next` carrying errors or as an `error` message.
+fn subscription_error(message: &Value) -> (Option<&str>, Option<&str>) {
+    let errors = match message["type"].as_str() {
+        Some("next") => &message["payload"]["errors"],
+        Some("error") => &message["payload"],
+        _ => panic!("expected an error for the subscription, got {message}"),
+    };
+    assert_eq!(message["id"], SUBSCRIPTION_ID, "{message}");
+    (errors[0]["extensions"]["code"].as_str(), errors[0]["extensions"]["field"].as_str())
+}
+
+// ---------------------------------------------------------------------------
+// 1. Recipients
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn each_event_reaches_exactly_the_people_it_concerns() {
+    let app = spawn_app().await;
+    let start = now_cursor(&app).await;
+
+    // Everyone of both communities subscribes.
+    let people: Vec<(String, &SeededCommunity, &str)> = [("home", &app.home), ("other", &app.other)]
+        .into_iter()
+        .flat_map(|(name, community)| KEYS.map(|key| (format!("{name}.{key}"), community, key)))
+        .collect();
+    let tokens = join_all(people.iter().map(|(_, community, key)| app.token_in(community, key))).await;
+    let mut subscribers = Vec::new();
+    for ((who, ..), token) in people.iter().zip(&tokens) {
+        subscribers.push(Subscriber::open(&app, token, who.clone(), Some(&start)).await);
+    }
+    let token = |who: &str| &tokens[people.iter().position(|(name, ..)| name == who).expect("a person")];
+
+    // An order of 1-101 (building 1号楼), dispatched to the technician, and
+    // one of 2-202 (building 2号楼).
+    let first = submit(&app, token("home.owner"), "1-101").await;
+    assign(&app, token("home.supervisor"), &first).await;
+    let second = submit(&app, token("home.owner2"), "2-202").await;
+
+    let of_first = [("SUBMITTED", first.as_str()), ("ASSIGNED", first.as_str())];
+    let everything = [of_first[0], of_first[1], ("SUBMITTED", second.as_str())];
+    let mut wanted: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
+    for who in ["home.owner", "home.family", "home.butler"] {
+        wanted.insert(who, of_first.to_vec());
+    }
+    for who in ["home.supervisor", "home.manager"] {
+        wanted.insert(who, everything.to_vec());
+    }
+    wanted.insert("home.technician", vec![("ASSIGNED", first.as_str())]);
+    wanted.insert("home.owner2", vec![("SUBMITTED", second.as_str())]);
+
+    for subscriber in &mut subscribers {
+        let wants = wanted.get(subscriber.who.as_str()).cloned().unwrap_or_default();
+        let mut received = Vec::new();
+        for _ in 0..wants.len() {
+            received.push(subscriber.next_event().await);
+        }
+        assert_eq!(kinds_and_orders(&received), expected(&wants), "{}", subscriber.who);
+        assert_strictly_increasing(&subscriber.who, &received);
+    }
+    // Once everyone has what they should, nobody receives anything more:
+    // not the tenant, owner2 or the front desk, not the butler of 1号楼 for
+    // the order of 2号楼, not the technician for the submission, and nobody
+    // of the other community.
+    join_all(subscribers.iter_mut().map(|subscriber| subscriber.expect_quiet(QUIET))).await;
+}
+
+// ---------------------------------------------------------------------------
+// 2. Replay after a cursor
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_resident_who_reconnects_with_a_cursor_receives_exactly_what_was_missed() {
+    let app = spawn_app().await;
+    let (tenant, owner, supervisor, technician) = (
+        app.token("tenant").await,
+        app.token("owner").await,
+        app.token("supervisor").await,
+        app.token("technician").await,
+    );
+    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    let order = submit(&app, &tenant, "1-102").await;
+    let first = phone.next_event().await;
+    assert_eq!((first.kind.as_str(), first.order.as_str()), ("SUBMITTED", order.as_str()));
+    phone.close().await;
+
+    // While the phone is offline: three changes of the tenant's order, and an
+    // order of another unit that is none of the tenant's business.
+    assign(&app, &supervisor, &order).await;
+    submit(&app, &owner, "1-101").await;
+    act(&app, &technician, START, &order).await;
+    act(&app, &technician, COMPLETE, &order).await;
+
+    let mut phone = Subscriber::open(&app, &tenant, "tenant (reconnected)", Some(&first.cursor)).await;
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        missed.push(phone.next_event().await);
+    }
+    assert_eq!(
+        kinds_and_orders(&missed),
+        expected(&[("ASSIGNED", &order), ("STARTED", &order), ("COMPLETED", &order)]),
+        "the replay after the first event"
+    );
+    assert!(missed[0].seq > first.seq, "no repeat of the event the cursor names: {first:?} then {missed:?}");
+    assert_strictly_increasing("tenant (reconnected)", &missed);
+    phone.expect_quiet(QUIET).await;
+
+    // And then live events follow on the same subscription.
+    act(&app, &tenant, CONFIRM, &order).await;
+    let live = phone.next_event().await;
+    assert_eq!((live.kind.as_str(), live.order.as_str()), ("CLOSED", order.as_str()));
+    assert!(live.seq > missed[2].seq, "{missed:?} then {live:?}");
+    phone.expect_quiet(QUIET).await;
+}
+
+#[tokio::test]
+async fn without_a_cursor_only_what_happens_from_now_on_arrives() {
+    let app = spawn_app().await;
+    let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
+    let order = submit(&app, &tenant, "1-102").await;
+    let mut phone = Subscriber::open(&app, &tenant, "tenant", None).await;
+    // Nothing from before subscribing (and time for the subscription to start).
+    phone.expect_quiet(QUIET).await;
+
+    assign(&app, &supervisor, &order).await;
+    let received = phone.exactly(1).await;
+    assert_eq!(kinds_and_orders(&received), expected(&[("ASSIGNED", &order)]));
+}
+
+#[tokio::test]
+async fn a_malformed_cursor_is_bad_user_input() {
+    let app = spawn_app().await;
+    let tenant = app.token("tenant").await;
+    // "ZXYtMQ" is "ev-1" in base64: well-formed, but no position.
+    for garbage in ["garbage", "ev12", "ZXYtMQ", ""] {
+        let mut phone = Subscriber::open(&app, &tenant, format!("tenant after {garbage:?}"), Some(garbage)).await;
+        let message = phone.recv(EVENT_WAIT).await.unwrap_or_else(|| panic!("no answer to after: {garbage:?}"));
+        assert_eq!(subscription_error(&message), (Some("BAD_USER_INPUT"), Some("after")), "{garbage:?}: {message}");
+        phone.close().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. The switch from replay to live
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
+    let app = spawn_app().await;
+    let keys = ["owner", "family", "tenant", "owner2", "supervisor", "technician"];
+    let tokens: HashMap<&str, String> = keys.into_iter().zip(join_all(keys.map(|key| app.token(key))).await).collect();
+    let start = now_cursor(&app).await;
+
+    // Five orders before anyone subscribes: these come from the replay.
+    let placed =
+        [("owner", "1-101"), ("family", "1-101"), ("tenant", "1-102"), ("owner", "2-201"), ("owner2", "2-202")];
+    let mut orders = Vec::new();
+    for (key, unit) in placed {
+        orders.push((key, submit(&app, &tokens[key], unit).await));
+    }
+    let before_changes = relay::high_water_mark(&app.db).await.expect("high-water mark");
+
+    // Twenty changes, five lifecycles side by side, while the supervisor and
+    // the owner subscribe from `start` once the first few have committed.
+    let changes = join_all(orders.iter().map(|(resident, order)| {
+        let (app, tokens) = (&app, &tokens);
+        async move {
+            assign(app, &tokens["supervisor"], order).await;
+            act(app, &tokens["technician"], START, order).await;
+            act(app, &tokens["technician"], COMPLETE, order).await;
+            act(app, &tokens[resident], CONFIRM, order).await;
+        }
+    }));
+    let subscribe = async {
+        let deadline = tokio::time::Instant::now() + EVENT_WAIT;
+        while relay::high_water_mark(&app.db).await.expect("high-water mark") < before_changes + 4
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let supervisor = Subscriber::open(&app, &tokens["supervisor"], "supervisor", Some(&start)).await;
+        let owner = Subscriber::open(&app, &tokens["owner"], "owner", Some(&start)).await;
+        (supervisor, owner)
+    };
+    let (_, (mut supervisor, mut owner)) = tokio::join!(changes, subscribe);
+
+    let lifecycle = ["SUBMITTED", "ASSIGNED", "STARTED", "COMPLETED", "CLOSED"];
+    for (subscriber, count, concerned) in [
+        (&mut supervisor, 25, orders.iter().map(|(_, order)| order.clone()).collect::<Vec<_>>()),
+        (&mut owner, 15, vec![orders[0].1.clone(), orders[1].1.clone(), orders[3].1.clone()]),
+    ] {
+        let who = subscriber.who.clone();
+        let live = subscriber.exactly(count).await;
+        assert_strictly_increasing(&who, &live);
+        for order in &concerned {
+            let kinds: Vec<_> = live.iter().filter(|e| &e.order == order).map(|e| e.kind.as_str()).collect();
+            assert_eq!(kinds, lifecycle, "{who}: the events of {order}");
+        }
+        assert!(live.iter().all(|e| concerned.contains(&e.order)), "{who}: events of other orders: {live:#?}");
+
+        // A replay from the same cursor, now that everything has committed,
+        // returns the very same events.
+        let mut again = Subscriber::open(&app, &tokens[who.as_str()], format!("{who} (replay)"), Some(&start)).await;
+        let replayed = again.exactly(count).await;
+        assert_eq!(replayed, live, "{who}: what arrived while subscribing versus a replay afterwards");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 4. Events that commit late
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
+    let app = spawn_app().await;
+    let tenant = app.token("tenant").await;
+    let tenant_id = app.home.account("tenant").user_id;
+    let existing = submit(&app, &tenant, "1-102").await;
+    let before = now_cursor(&app).await;
+    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&before)).await;
+    phone.expect_quiet(Duration::from_millis(200)).await;
+
+    // A writer appends an event and holds its transaction open...
+    let txn = api::db::begin_write(&app.db).await.expect("begin");
+    let appended = api::events::append(
+        &txn,
+        vec![NewEvent {
+            community_id: app.home.community.id,
+            kind: "STARTED",
+            entity_type: "REPAIR_ORDER",
+            entity_id: order_number(&existing),
+            recipients: vec![tenant_id],
+        }],
+    )
+    .await
+    .expect("append");
+    // ...while another order is submitted through the API.
+    let (http, url, token) = (app.http.clone(), app.url("/graphql"), tenant.clone());
+    let unit = id_of("unit", app.home.unit("1-102").id);
+    let second = tokio::spawn(async move {
+        let response = http
+            .post(url)
+            .bearer_auth(token)
+            .json(&json!({ "query": SUBMIT, "variables": { "unit": unit } }))
+            .send()
+            .await
+            .expect("request");
+        response.json::<Value>().await.expect("JSON body")
+    });
+    phone.expect_quiet(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "the submission did not wait for the open transaction that appended an event");
+
+    txn.commit().await.expect("commit");
+    let body = tokio::time::timeout(EVENT_WAIT, second).await.expect("the submission finishes").expect("task");
+    assert!(body.get("errors").is_none(), "{body}");
+    let second = body["data"]["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("order id").to_owned();
+
+    let received = phone.exactly(2).await;
+    let wanted = expected(&[("STARTED", &existing), ("SUBMITTED", &second)]);
+    assert_eq!(kinds_and_orders(&received), wanted, "live, after the late commit");
+    assert_eq!(received[0].seq, appended[0], "the late event under its own position");
+    assert_strictly_increasing("tenant", &received);
+
+    let mut again = Subscriber::open(&app, &tenant, "tenant (replay)", Some(&before)).await;
+    let replayed = again.exactly(2).await;
+    assert_eq!(replayed, received, "a replay from before both");
+}
+
+// ---------------------------------------------------------------------------
+// 5. Several instances
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_subscriber_on_one_instance_receives_what_happens_on_another() {
+    let app = spawn_app().await;
+    let b = app.peer(|settings| settings.event_poll_interval = Duration::from_millis(200)).await;
+    let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
+    let start = now_cursor(&app).await;
+    let mut on_a = Subscriber::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Subscriber::open(&b, &tenant, "tenant on B", Some(&start)).await;
+
+    let order = submit(&app, &tenant, "1-102").await;
+    assign(&b, &supervisor, &order).await;
+
+    let wanted = expected(&[("SUBMITTED", &order), ("ASSIGNED", &order)]);
+    let received_b = on_b.exactly(2).await;
+    assert_eq!(kinds_and_orders(&received_b), wanted, "on B, the submission made on A");
+    let received_a = on_a.exactly(2).await;
+    assert_eq!(kinds_and_orders(&received_a), wanted, "on A, the assignment made on B");
+    assert_eq!(received_a, received_b, "the same events under the same cursors on both instances");
+}
+
+#[tokio::test]
+async fn with_redis_other_instances_are_woken_at_once() {
+    if std::env::var("TEST_REDIS_URL").is_err() {
+        eprintln!("TEST_REDIS_URL is not set: skipping the Redis doorbell test");
+        return;
+    }
+    // Relays that would otherwise read the outbox only every 30 seconds.
+    let slow = Duration::from_secs(30);
+    let app = spawn_app_with(|settings| settings.event_poll_interval = slow).await;
+    let b = app.peer(|settings| settings.event_poll_interval = slow).await;
+    let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
+    let start = now_cursor(&app).await;
+    let mut on_a = Subscriber::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Subscriber::open(&b, &tenant, "tenant on B", Some(&start)).await;
+    // Let both instances' Redis subscriptions and the replays settle.
+    on_a.expect_quiet(Duration::from_millis(700)).await;
+    on_b.expect_quiet(Duration::from_millis(10)).await;
+
+    let order = submit(&app, &tenant, "1-102").await;
+    let event = on_b.next_event_within(Duration::from_secs(1)).await;
+    assert_eq!((event.kind.as_str(), event.order.as_str()), ("SUBMITTED", order.as_str()), "on B");
+    assert_eq!(on_a.next_event().await, event);
+
+    assign(&b, &supervisor, &order).await;
+    let event = on_a.next_event_within(Duration::from_secs(1)).await;
+    assert_eq!((event.kind.as_str(), event.order.as_str()), ("ASSIGNED", order.as_str()), "on A");
+    assert_eq!(on_b.next_event().await, event);
+
+    on_a.expect_quiet(QUIET).await;
+    on_b.expect_quiet(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn with_redis_unreachable_events_still_arrive_and_none_is_lost() {
+    let app = spawn_app().await;
+    let b = app
+        .peer(|settings| {
+            settings.redis_url = Some("redis://127.0.0.1:1".into());
+            settings.event_poll_interval = Duration::from_millis(200);
+        })
+        .await;
+    let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
+    let start = now_cursor(&app).await;
+    let mut on_a = Subscriber::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Subscriber::open(&b, &tenant, "tenant on B (Redis down)", Some(&start)).await;
+
+    let first = submit(&app, &tenant, "1-102").await;
+    let second = submit(&app, &tenant, "1-102").await;
+    assign(&b, &supervisor, &first).await;
+    let third = submit(&b, &tenant, "1-102").await;
+
+    let wanted =
+        expected(&[("SUBMITTED", &first), ("SUBMITTED", &second), ("ASSIGNED", &first), ("SUBMITTED", &third)]);
+    let received_b = on_b.exactly(4).await;
+    assert_eq!(kinds_and_orders(&received_b), wanted, "on B, whose Redis is unreachable");
+    assert_strictly_increasing("tenant on B", &received_b);
+    let received_a = on_a.exactly(4).await;
+    assert_eq!(received_a, received_b, "on A, including what B could not announce");
+}
+
+// ---------------------------------------------------------------------------
+// 6. Moving out
+// ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_resident_who_moves_out_stops_receiving_that_units_events() {
+    let app = spawn_app().await;
+    let (owner, family, supervisor, desk) = (
+        app.token("owner").await,
+        app.token("family").await,
+        app.token("supervisor").await,
+        app.token("front_desk").await,
+    );
+    let start = now_cursor(&app).await;
+    let mut phone = Subscriber::open(&app, &owner, "owner", Some(&start)).await;
+    let mut office = Subscriber::open(&app, &supervisor, "supervisor", Some(&start)).await;
+
+    // The owner lives in 1-101 and 2-201 and follows an order of 2-201...
+    let order = submit(&app, &owner, "2-201").await;
+    let submitted = phone.next_event().await;
+    assert_eq!((submitted.kind.as_str(), submitted.order.as_str()), ("SUBMITTED", order.as_str()));
+    assert_eq!(office.next_event().await.order, order);
+
+    // ...until moving out of 2-201.
+    let membership = membership_id(&app, "2-201", "owner").await;
+    app.data(Some(&desk), MOVE_OUT, json!({ "id": membership })).await;
+    assign(&app, &supervisor, &order).await;
+    let assigned = office.next_event().await;
+    assert_eq!((assigned.kind.as_str(), assigned.order.as_str()), ("ASSIGNED", order.as_str()));
+
+    // 1-101's events still arrive, and nothing of 2-201 before or after them.
+    let other = submit(&app, &family, "1-101").await;
+    let next = phone.next_event().await;
+    assert_eq!((next.kind.as_str(), next.order.as_str()), ("SUBMITTED", other.as_str()), "after moving out of 2-201");
+    phone.expect_quiet(QUIET).await;
+
+    // Replaying from before the move shows nothing of 2-201 any more either.
+    let mut again = Subscriber::open(&app, &owner, "owner (replay)", Some(&start)).await;
+    let replayed = again.exactly(1).await;
+    assert_eq!(kinds_and_orders(&replayed), expected(&[("SUBMITTED", &other)]), "replay after moving out");
+}
+
+// ---------------------------------------------------------------------------
+// Bursts and long replays
+// ---------------------------------------------------------------------------
+
+/// Appends and commits, in one transaction, `count` events about `order`
+/// for `recipient` (and, between them, as many for `bystander` about
+/// `their_order`), as a busy outbox would hold; returns the recipient's seqs.
+async fn append_burst(
+    app: &TestApp,
+    count: usize,
+    (recipient, order): (i64, &str),
+    (bystander, their_order): (i64, &str),
+) -> Vec<i64> {
+    let event = |user: i64, order: &str| NewEvent {
+        community_id: app.home.community.id,
+        kind: "OVERDUE",
+        entity_type: "REPAIR_ORDER",
+        entity_id: order_number(order),
+        recipients: vec![user],
+    };
+    let events = (0..count).flat_map(|_| [event(recipient, order), event(bystander, their_order)]).collect();
+    let txn = api::db::begin_write(&app.db).await.expect("begin");
+    let seqs = api::events::append(&txn, events).await.expect("append");
+    txn.commit().await.expect("commit");
+    app.context.events.committed();
+    seqs.into_iter().step_by(2).collect()
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_the_broadcast_buffer_loses_nothing() {
+    let app = spawn_app_with(|settings| settings.event_buffer = 16).await;
+    let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);
+    let mine = submit(&app, &tenant, "1-102").await;
+    let theirs = submit(&app, &owner, "1-101").await;
+    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    phone.expect_quiet(Duration::from_millis(200)).await;
+
+    let tenant_id = app.home.account("tenant").user_id;
+    let owner_id = app.home.account("owner").user_id;
+    let seqs = append_burst(&app, 60, (tenant_id, &mine), (owner_id, &theirs)).await;
+    let received = phone.exactly(60).await;
+    assert_eq!(received.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "all 60, in order, none twice");
+    assert!(received.iter().all(|e| e.kind == "OVERDUE" && e.order == mine), "{received:#?}");
+
+    // The subscription is still live afterwards.
+    let next = submit(&app, &tenant, "1-102").await;
+    let event = phone.next_event().await;
+    assert_eq!((event.kind.as_str(), event.order.as_str()), ("SUBMITTED", next.as_str()));
+}
+
+#[tokio::test]
+async fn a_replay_longer_than_one_page_returns_everything_in_order() {
+    let app = spawn_app().await;
+    let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);
+    let mine = submit(&app, &tenant, "1-102").await;
+    let theirs = submit(&app, &owner, "1-101").await;
+    let before = now_cursor(&app).await;
+
+    let tenant_id = app.home.account("tenant").user_id;
+    let owner_id = app.home.account("owner").user_id;
+    let seqs = append_burst(&app, 450, (tenant_id, &mine), (owner_id, &theirs)).await;
+    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&before)).await;
+    let received = phone.exactly(450).await;
+    assert_eq!(received.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "all 450, in order, none twice");
+
+    let next = submit(&app, &tenant, "1-102").await;
+    let event = phone.next_event().await;
+    assert_eq!((event.kind.as_str(), event.order.as_str()), ("SUBMITTED", next.as_str()), "then live");
+}
