@@ -36,6 +36,15 @@ pub struct AppContext {
     /// log, and the signatures of media URLs.
     pub hashing_key: Vec<u8>,
     pub events: EventBus,
+    /// Flips to true when the process is asked to stop; open WebSockets then
+    /// close with 1001 (going away) so apps reconnect to another instance.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
+}
+
+impl AppContext {
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.send_replace(true);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,7 +89,8 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let events =
         EventBus::start(db.clone(), settings.event_buffer, settings.event_poll_interval, settings.redis_url.as_deref())
             .await?;
-    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret, events }))
+    let (shutting_down, _) = tokio::sync::watch::channel(false);
+    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret, events, shutting_down }))
 }
 
 /// A bound, not yet awaited, HTTP server.
@@ -101,6 +111,8 @@ pub fn serve(app: Arc<AppContext>) -> std::io::Result<Running> {
             .app_data(web::Data::new(app.clone()))
             .configure(http::routes)
     })
+    // The process handles SIGTERM itself (see main), to close WebSockets first.
+    .disable_signals()
     .shutdown_timeout(10);
     if workers > 0 {
         server = server.workers(workers);

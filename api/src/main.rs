@@ -26,8 +26,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let app = api::app_context(db, settings).await?;
     api::jobs::spawn(app.clone());
-    let running = api::serve(app)?;
+    let running = api::serve(app.clone())?;
     println!("\nGraphiQL: http://{}/graphql\n", running.addr);
-    running.server.await?;
+    let handle = running.server.handle();
+    let server = tokio::spawn(running.server);
+    stop_requested().await;
+    tracing::info!("stopping: closing WebSockets, finishing requests in flight");
+    app.begin_shutdown();
+    // Stops accepting, then waits for requests in flight (at most the
+    // shutdown timeout) before the workers exit.
+    handle.stop(true).await;
+    server.await??;
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGTERM (from an orchestrator) or Ctrl-C.
+async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

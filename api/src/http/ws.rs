@@ -157,6 +157,7 @@ impl Connection {
         let init_deadline = tokio::time::sleep(self.app.settings.ws_init_timeout);
         tokio::pin!(init_deadline);
         let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
+        let mut shutting_down = self.app.shutting_down.subscribe();
         let close = loop {
             let expiry = async {
                 match self.expires_in.as_mut() {
@@ -175,6 +176,9 @@ impl Connection {
                     Flow::Close(close_reason(4408, "Connection initialisation timeout"))
                 }
                 _ = expiry => Flow::Close(close_reason(4403, "Forbidden: the access token expired")),
+                _ = shutting_down.wait_for(|stopping| *stopping) => {
+                    Flow::Close(CloseReason { code: CloseCode::Away, description: Some("server restarting".into()) })
+                }
                 _ = keep_alive.tick(), if self.protocol == Protocol::LegacyWs && self.principal.is_some() => {
                     self.send_json(json!({ "type": "ka" })).await
                 }
