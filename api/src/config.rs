@@ -45,6 +45,22 @@ pub struct Settings {
     pub login_failure_window: Duration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Operations nested deeper than this are refused.
+    pub max_query_depth: usize,
+    /// Refused above this cost: a field costs 1, a list field `first` times its items.
+    pub max_query_complexity: usize,
+    pub max_recursive_depth: usize,
+    pub max_directives: usize,
+    pub max_aliases: usize,
+    /// Operations in one HTTP batch.
+    pub max_batch: usize,
+    /// A request running longer is cut off.
+    #[serde(with = "humantime_serde")]
+    pub execution_timeout: Duration,
+    /// Introspection; off by default in production.
+    pub introspection: Option<bool>,
+    /// GraphiQL on GET /graphql; off by default in production.
+    pub graphiql: Option<bool>,
     /// Repair SLA: from submission until someone is on site (the order is started).
     #[serde(with = "humantime_serde")]
     pub repair_urgent_response: Duration,
@@ -110,6 +126,15 @@ impl Default for Settings {
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
             max_body_bytes: 1024 * 1024,
+            max_query_depth: 10,
+            max_query_complexity: 1000,
+            max_recursive_depth: 32,
+            max_directives: 10,
+            max_aliases: 30,
+            max_batch: 5,
+            execution_timeout: Duration::from_secs(10),
+            introspection: None,
+            graphiql: None,
             repair_urgent_response: Duration::from_secs(30 * 60),
             repair_urgent_completion: Duration::from_secs(4 * 3600),
             repair_normal_response: Duration::from_secs(24 * 3600),
@@ -198,6 +223,14 @@ impl Settings {
 
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
+    }
+
+    pub fn introspection_enabled(&self) -> bool {
+        self.introspection.unwrap_or(!self.is_production())
+    }
+
+    pub fn graphiql_enabled(&self) -> bool {
+        self.graphiql.unwrap_or(!self.is_production())
     }
 }
 

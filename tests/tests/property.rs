@@ -158,15 +158,15 @@ async fn check_units(
 }
 
 async fn buildings_of(app: &TestApp, token: &str) -> Value {
-    app.data(Some(token), BUILDINGS, json!({ "first": 100 })).await["buildings"].clone()
+    app.data(Some(token), BUILDINGS, json!({ "first": 50 })).await["buildings"].clone()
 }
 
 async fn units_of(app: &TestApp, token: &str, building: Option<&str>) -> Value {
-    app.data(Some(token), UNITS, json!({ "buildingId": building, "first": 100 })).await["units"].clone()
+    app.data(Some(token), UNITS, json!({ "buildingId": building, "first": 50 })).await["units"].clone()
 }
 
 async fn residents_of(app: &TestApp, token: &str, filter: Value) -> Value {
-    app.data(Some(token), RESIDENTS, json!({ "filter": filter, "first": 100 })).await["residents"].clone()
+    app.data(Some(token), RESIDENTS, json!({ "filter": filter, "first": 50 })).await["residents"].clone()
 }
 
 async fn my_unit_numbers(app: &TestApp, token: &str) -> BTreeSet<String> {
@@ -1422,7 +1422,7 @@ async fn manager_creates_butler_and_staff_accounts_that_can_log_in() {
 
 /// The id of the employee with `phone`, from the manager's staff list.
 async fn data_user_id(app: &TestApp, manager: &str, phone: &str) -> String {
-    let staff = app.data(Some(manager), STAFF_MEMBERS, json!({ "first": 100 })).await;
+    let staff = app.data(Some(manager), STAFF_MEMBERS, json!({ "first": 50 })).await;
     staff["staffMembers"]["edges"]
         .as_array()
         .unwrap()
@@ -1494,7 +1494,7 @@ async fn staff_members_are_listed_for_staff_of_the_same_community_only() {
         ["butler", "front_desk", "technician", "supervisor", "manager"].iter().map(|k| user_id(&app.home, k)).collect();
     for key in ["supervisor", "manager", "front_desk"] {
         let token = app.token(key).await;
-        let staff = app.data(Some(&token), STAFF_MEMBERS, json!({ "first": 100 })).await["staffMembers"].clone();
+        let staff = app.data(Some(&token), STAFF_MEMBERS, json!({ "first": 50 })).await["staffMembers"].clone();
         assert_eq!(set(node_strings(&staff, "id")), expected, "{key}: the home butler and staff");
         assert_eq!(staff["totalCount"], 5, "{key}: {staff}");
         for phone in node_strings(&staff, "phone") {
@@ -1503,7 +1503,7 @@ async fn staff_members_are_listed_for_staff_of_the_same_community_only() {
         assert!(!node_strings(&staff, "role").iter().any(|r| r == "RESIDENT"), "{key}: no residents: {staff}");
     }
     let other = app.token_in(&app.other, "supervisor").await;
-    let staff = app.data(Some(&other), STAFF_MEMBERS, json!({ "first": 100 })).await["staffMembers"].clone();
+    let staff = app.data(Some(&other), STAFF_MEMBERS, json!({ "first": 50 })).await["staffMembers"].clone();
     let expected_other: BTreeSet<String> = ["butler", "front_desk", "technician", "supervisor", "manager"]
         .iter()
         .map(|k| user_id(&app.other, k))

@@ -4,6 +4,7 @@
 pub mod context;
 pub mod error_codes;
 pub mod ids;
+pub mod limits;
 pub mod loader;
 pub mod pagination;
 pub mod schema;

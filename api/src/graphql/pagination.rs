@@ -1,5 +1,10 @@
 //! Relay cursor connections over keyset pagination by primary key: stable under
 //! inserts, and each page costs one select plus one count.
+//!
+//! For the complexity limit a connection field costs `first` times its
+//! selection (the `complexity` attribute on each connection field). An
+//! out-of-range `first` costs one page, so that the resolver, not the
+//! complexity check, answers it with BAD_USER_INPUT naming `first`.
 
 use async_graphql::{
     SimpleObject,

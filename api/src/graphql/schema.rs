@@ -5,19 +5,18 @@ use entity::{building, community, repair_follow_up, repair_order_change, repair_
 
 use super::{
     error_codes::ErrorCodes,
+    limits::AliasLimit,
     loader::{ById, ChildrenOf, CurrentMembershipsByUnit},
 };
 use crate::{
     AppContext,
+    config::Settings,
     identity::{IdentityMutation, IdentityQuery},
     integrations::{IntegrationMutation, IntegrationQuery},
     parcel::{ParcelMutation, ParcelQuery, ParcelSubscription},
     property::{PropertyMutation, PropertyQuery},
     repair::{RepairMutation, RepairQuery, RepairSubscription},
 };
-
-pub const MAX_QUERY_DEPTH: usize = 10;
-pub const MAX_QUERY_COMPLEXITY: usize = 1000;
 
 #[derive(MergedObject, Default)]
 pub struct Query(IdentityQuery, PropertyQuery, RepairQuery, ParcelQuery, IntegrationQuery);
@@ -30,17 +29,28 @@ pub struct Subscription(RepairSubscription, ParcelSubscription);
 
 pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
-fn builder() -> SchemaBuilder<Query, Mutation, Subscription> {
-    Schema::build(Query::default(), Mutation::default(), Subscription::default())
-        .limit_depth(MAX_QUERY_DEPTH)
-        .limit_complexity(MAX_QUERY_COMPLEXITY)
-        .extension(ErrorCodes)
+fn builder(settings: &Settings) -> SchemaBuilder<Query, Mutation, Subscription> {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
+        .limit_depth(settings.max_query_depth)
+        .limit_complexity(settings.max_query_complexity)
+        .limit_recursive_depth(settings.max_recursive_depth)
+        .limit_directives(settings.max_directives)
+        .extension(AliasLimit(settings.max_aliases))
+        .extension(ErrorCodes);
+    if !settings.introspection_enabled() {
+        builder = builder.disable_introspection();
+    }
+    if settings.is_production() {
+        // Suggestions ("did you mean …") would map the schema for an attacker.
+        builder = builder.disable_suggestions();
+    }
+    builder
 }
 
 /// The executable schema: the application context and the shared batch loaders.
 pub fn build_schema(app: Arc<AppContext>) -> AppSchema {
     let db = app.db.clone();
-    builder()
+    builder(&app.settings)
         .data(DataLoader::new(ById::<community::Entity>::new(db.clone()), tokio::spawn))
         .data(DataLoader::new(ById::<building::Entity>::new(db.clone()), tokio::spawn))
         .data(DataLoader::new(ById::<unit::Entity>::new(db.clone()), tokio::spawn))
@@ -64,5 +74,5 @@ pub fn build_schema(app: Arc<AppContext>) -> AppSchema {
 
 /// The SDL the server serves, as checked in at `schema.graphql`.
 pub fn sdl() -> String {
-    builder().finish().sdl()
+    builder(&Settings::default()).finish().sdl()
 }

@@ -159,13 +159,28 @@ async fn graphql_post(
                 .json(json!({ "errors": [{ "message": "send GraphQL requests as application/json" }] })));
         }
     };
+    if let BatchRequest::Batch(operations) = &batch
+        && operations.len() > settings.max_batch
+    {
+        return Ok(bad_request(&format!("at most {} operations in one batch", settings.max_batch)));
+    }
     let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION)).await;
     let mut batch = batch;
     for request in batch.iter_mut() {
         request.data = request_data(&app, auth.clone());
     }
-    let response = schema.execute_batch(batch).await;
+    let response = match tokio::time::timeout(settings.execution_timeout, schema.execute_batch(batch)).await {
+        Ok(response) => response,
+        Err(_) => return Ok(timed_out()),
+    };
     Ok(GraphQLResponse::from(response).respond_to(&req).map_into_boxed_body())
+}
+
+fn timed_out() -> HttpResponse {
+    tracing::warn!("request cut off at the execution timeout");
+    HttpResponse::Ok().json(json!({
+        "errors": [{ "message": "the request took too long", "extensions": { "code": "TIMEOUT" } }]
+    }))
 }
 
 fn bad_request(message: &str) -> HttpResponse {
@@ -184,6 +199,9 @@ async fn graphql_get(
         return ws::upgrade(req, payload, schema.get_ref().clone(), app.get_ref().clone()).await;
     }
     if req.query_string().is_empty() {
+        if !app.settings.graphiql_enabled() {
+            return Ok(HttpResponse::NotFound().finish());
+        }
         return Ok(HttpResponse::Ok()
             .content_type("text/html; charset=utf-8")
             .body(GraphiQLSource::build().endpoint("/graphql").subscription_endpoint("/graphql").finish()));
@@ -200,7 +218,11 @@ async fn graphql_get(
     let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION)).await;
     let mut request = request;
     request.data = request_data(&app, auth);
-    Ok(GraphQLResponse::from(schema.execute(request).await).respond_to(&req).map_into_boxed_body())
+    let response = match tokio::time::timeout(app.settings.execution_timeout, schema.execute(request)).await {
+        Ok(response) => response,
+        Err(_) => return Ok(timed_out()),
+    };
+    Ok(GraphQLResponse::from(response).respond_to(&req).map_into_boxed_body())
 }
 
 /// Whether the operation the request would run is a mutation. A document that

@@ -23,6 +23,9 @@ impl IdentityQuery {
 
     /// The resident directory (butlers and staff): people currently living in
     /// the units the viewer looks after, searchable by name, phone or unit number.
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn residents(
         &self,
         ctx: &Context<'_>,
@@ -45,6 +48,9 @@ impl IdentityQuery {
     }
 
     /// Butlers and staff of the viewer's community (butlers and staff only).
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn staff_members(
         &self,
         ctx: &Context<'_>,

@@ -25,6 +25,9 @@ impl ParcelQuery {
 
     /// Parcels the viewer may see: a resident their units', a butler their
     /// buildings' (and unidentified ones), the desk and integrators the community's.
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn parcels(
         &self,
         ctx: &Context<'_>,

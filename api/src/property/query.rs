@@ -17,6 +17,9 @@ pub struct PropertyQuery;
 impl PropertyQuery {
     /// Buildings the viewer may see: a resident's own, a butler's assigned ones,
     /// or the whole community for staff.
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn buildings(&self, ctx: &Context<'_>, first: i32, after: Option<String>) -> Result<Page<Building>> {
         let principal = ctx.principal()?;
         let request = PageRequest::new(first, after.as_deref())?;
@@ -31,6 +34,9 @@ impl PropertyQuery {
     }
 
     /// Units the viewer may see, optionally of one building.
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn units(
         &self,
         ctx: &Context<'_>,

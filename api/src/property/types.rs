@@ -53,6 +53,9 @@ impl Building {
         Ok(load_one::<community::Entity>(ctx, self.0.community_id).await?.map(Community))
     }
     /// The building's units that the viewer may see, by door number order of creation.
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn units(&self, ctx: &Context<'_>, first: i32, after: Option<String>) -> Result<Page<Unit>> {
         let principal = ctx.principal()?;
         let request = crate::graphql::pagination::PageRequest::new(first, after.as_deref())?;

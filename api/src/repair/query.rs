@@ -25,6 +25,9 @@ impl RepairQuery {
     /// Repair orders the viewer may see, oldest first: a resident their units'
     /// orders, a butler their buildings', a technician those assigned to them,
     /// other staff the community's.
+    #[graphql(
+        complexity = "if (1..=100).contains(&first) { first as usize * child_complexity } else { child_complexity }"
+    )]
     async fn repair_orders(
         &self,
         ctx: &Context<'_>,
