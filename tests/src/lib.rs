@@ -20,6 +20,9 @@ use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest, http::HeaderValue};
 
+mod subscriber;
+pub use subscriber::{EVENT_WAIT, QUIET, SUBSCRIPTION_ID, Subscriber, seq};
+
 /// The secret test servers sign with, so tests can forge tokens.
 pub const TEST_JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 

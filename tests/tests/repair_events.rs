@@ -11,17 +11,11 @@ use api::{
     events::{NewEvent, cursor, relay},
 };
 use entity::unit_membership;
-use futures_util::{SinkExt, StreamExt, future::join_all};
+use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use tests::{TestApp, id_of, spawn_app, spawn_app_with};
-use tokio::net::TcpStream;
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
+use tests::{EVENT_WAIT, QUIET, SUBSCRIPTION_ID, Subscriber, TestApp, id_of, seq, spawn_app, spawn_app_with};
 
-const SUBSCRIPTION_ID: &str = "events";
 const EVENTS: &str = "subscription($after: String) { repairOrderEvents(after: $after) { cursor kind occurredAt repairOrder { id state } } }";
 const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"the tap drips\"}) { repairOrder { id } } }";
 const ASSIGN: &str = "mutation($order: ID!, $tech: ID!) { assignRepairOrder(input: {repairOrderId: $order, technicianId: $tech}) { repairOrder { state } } }";
@@ -35,11 +29,6 @@ const MOVE_OUT: &str = "mutation($id: ID!) { moveOut(input: {membershipId: $id})
 /// Every demo account, in both communities.
 const KEYS: [&str; 9] =
     ["owner", "family", "tenant", "owner2", "butler", "front_desk", "technician", "supervisor", "manager"];
-
-/// How long one expected event may take to arrive.
-const EVENT_WAIT: Duration = Duration::from_secs(5);
-/// How long to listen before concluding that nothing (more) is coming.
-const QUIET: Duration = Duration::from_millis(500);
 
 // ---------------------------------------------------------------------------
 // A graphql-transport-ws subscriber that can also tell "nothing arrived".
@@ -70,129 +59,50 @@ fn assert_strictly_increasing(who: &str, events: &[Event]) {
     }
 }
 
-struct Subscriber {
-    who: String,
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
-}
+/// A phone or office screen subscribed to `repairOrderEvents`.
+struct Phone(Subscriber);
 
-impl Subscriber {
-    /// Connects to `app`, initialises with `token` and subscribes to
-    /// `repairOrderEvents(after: after)`.
+impl Phone {
     async fn open(app: &TestApp, token: &str, who: impl Into<String>, after: Option<&str>) -> Self {
-        let mut subscriber = Self::connect(app, token, who).await;
-        subscriber.subscribe(after).await;
-        subscriber
+        Self(Subscriber::open(app, token, who, EVENTS, "repairOrderEvents", after).await)
     }
 
-    async fn connect(app: &TestApp, token: &str, who: impl Into<String>) -> Self {
-        let who = who.into();
-        let mut request = format!("ws://{}/graphql", app.addr).into_client_request().expect("ws request");
-        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("graphql-transport-ws"));
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
-        let mut subscriber = Self { who, ws };
-        subscriber
-            .send(json!({ "type": "connection_init", "payload": { "authorization": format!("Bearer {token}") } }))
-            .await;
-        let ack = subscriber.recv(EVENT_WAIT).await;
-        assert!(
-            ack.as_ref().is_some_and(|ack| ack["type"] == "connection_ack"),
-            "{}: expected connection_ack, got {ack:?}",
-            subscriber.who
-        );
-        subscriber
-    }
-
-    async fn subscribe(&mut self, after: Option<&str>) {
-        self.send(json!({
-            "id": SUBSCRIPTION_ID,
-            "type": "subscribe",
-            "payload": { "query": EVENTS, "variables": { "after": after } },
-        }))
-        .await;
-    }
-
-    async fn send(&mut self, message: Value) {
-        self.ws.send(Message::Text(message.to_string().into())).await.expect("ws send");
-    }
-
-    /// The next protocol message other than ping/pong, or `None` when nothing
-    /// arrives within `wait`. A closed socket fails the test.
-    async fn recv(&mut self, wait: Duration) -> Option<Value> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let Ok(next) = tokio::time::timeout_at(deadline, self.ws.next()).await else {
-                return None;
-            };
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    let message: Value = serde_json::from_str(&text)
-                        .unwrap_or_else(|err| panic!("{}: not JSON ({err}): {text}", self.who));
-                    match message["type"].as_str() {
-                        Some("ping") => self.send(json!({ "type": "pong" })).await,
-                        Some("pong") => {}
-                        _ => return Some(message),
-                    }
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    panic!("{}: the socket was closed ({frame:?}) while waiting for events", self.who)
-                }
-                Some(Ok(_)) => {}
-                Some(Err(err)) => panic!("{}: socket error while waiting for events: {err}", self.who),
-                None => panic!("{}: the socket ended while waiting for events", self.who),
-            }
-        }
-    }
-
-    fn parse(&self, message: &Value) -> Event {
-        let who = &self.who;
-        assert_eq!(message["type"], "next", "{who}: expected an event, got {message}");
-        assert_eq!(message["id"], SUBSCRIPTION_ID, "{who}: {message}");
-        assert!(message["payload"].get("errors").is_none(), "{who}: event with errors: {message}");
-        let event = &message["payload"]["data"]["repairOrderEvents"];
-        let cursor = event["cursor"].as_str().unwrap_or_else(|| panic!("{who}: no cursor in {message}")).to_owned();
-        let seq = cursor::decode(&cursor, "cursor")
-            .unwrap_or_else(|_| panic!("{who}: the cursor {cursor:?} is not an event cursor"));
-        assert!(event["occurredAt"].is_string(), "{who}: no occurredAt in {message}");
-        Event {
-            seq,
-            cursor,
-            kind: event["kind"].as_str().unwrap_or_else(|| panic!("{who}: no kind in {message}")).to_owned(),
-            order: event["repairOrder"]["id"]
-                .as_str()
-                .unwrap_or_else(|| panic!("{who}: no repair order in {message}"))
-                .to_owned(),
-        }
-    }
-
-    /// The next event; fails the test if none arrives within `EVENT_WAIT`.
     async fn next_event(&mut self) -> Event {
         self.next_event_within(EVENT_WAIT).await
     }
 
     async fn next_event_within(&mut self, wait: Duration) -> Event {
-        let message = self.recv(wait).await.unwrap_or_else(|| panic!("{}: no event within {wait:?}", self.who));
-        self.parse(&message)
+        let event = self.0.next_event_within(wait).await;
+        self.parse(&event)
     }
 
-    /// Exactly `count` events (each within `EVENT_WAIT`), then nothing for `QUIET`.
     async fn exactly(&mut self, count: usize) -> Vec<Event> {
-        let mut events = Vec::with_capacity(count);
-        for _ in 0..count {
-            events.push(self.next_event().await);
-        }
-        self.expect_quiet(QUIET).await;
-        events
+        self.0.exactly(count).await.iter().map(|event| self.parse(event)).collect()
     }
 
-    /// Fails the test if anything arrives within `wait`.
+    fn parse(&self, event: &Value) -> Event {
+        let who = &self.0.who;
+        Event {
+            seq: seq(event),
+            cursor: event["cursor"].as_str().unwrap_or_default().to_owned(),
+            kind: event["kind"].as_str().unwrap_or_else(|| panic!("{who}: no kind in {event}")).to_owned(),
+            order: event["repairOrder"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{who}: no repair order in {event}"))
+                .to_owned(),
+        }
+    }
+
     async fn expect_quiet(&mut self, wait: Duration) {
-        if let Some(message) = self.recv(wait).await {
-            panic!("{}: expected nothing, received {message}", self.who);
-        }
+        self.0.expect_quiet(wait).await;
     }
 
-    async fn close(mut self) {
-        let _ = self.ws.close(None).await;
+    async fn recv(&mut self, wait: Duration) -> Option<Value> {
+        self.0.recv(wait).await
+    }
+
+    async fn close(self) {
+        self.0.close().await;
     }
 }
 
@@ -267,7 +177,7 @@ async fn each_event_reaches_exactly_the_people_it_concerns() {
     let tokens = join_all(people.iter().map(|(_, community, key)| app.token_in(community, key))).await;
     let mut subscribers = Vec::new();
     for ((who, ..), token) in people.iter().zip(&tokens) {
-        subscribers.push(Subscriber::open(&app, token, who.clone(), Some(&start)).await);
+        subscribers.push(Phone::open(&app, token, who.clone(), Some(&start)).await);
     }
     let token = |who: &str| &tokens[people.iter().position(|(name, ..)| name == who).expect("a person")];
 
@@ -290,13 +200,13 @@ async fn each_event_reaches_exactly_the_people_it_concerns() {
     wanted.insert("home.owner2", vec![("SUBMITTED", second.as_str())]);
 
     for subscriber in &mut subscribers {
-        let wants = wanted.get(subscriber.who.as_str()).cloned().unwrap_or_default();
+        let wants = wanted.get(subscriber.0.who.as_str()).cloned().unwrap_or_default();
         let mut received = Vec::new();
         for _ in 0..wants.len() {
             received.push(subscriber.next_event().await);
         }
-        assert_eq!(kinds_and_orders(&received), expected(&wants), "{}", subscriber.who);
-        assert_strictly_increasing(&subscriber.who, &received);
+        assert_eq!(kinds_and_orders(&received), expected(&wants), "{}", subscriber.0.who);
+        assert_strictly_increasing(&subscriber.0.who, &received);
     }
     // Once everyone has what they should, nobody receives anything more:
     // not the tenant, owner2 or the front desk, not the butler of 1号楼 for
@@ -318,7 +228,7 @@ async fn a_resident_who_reconnects_with_a_cursor_receives_exactly_what_was_misse
         app.token("supervisor").await,
         app.token("technician").await,
     );
-    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
     let order = submit(&app, &tenant, "1-102").await;
     let first = phone.next_event().await;
     assert_eq!((first.kind.as_str(), first.order.as_str()), ("SUBMITTED", order.as_str()));
@@ -331,7 +241,7 @@ async fn a_resident_who_reconnects_with_a_cursor_receives_exactly_what_was_misse
     act(&app, &technician, START, &order).await;
     act(&app, &technician, COMPLETE, &order).await;
 
-    let mut phone = Subscriber::open(&app, &tenant, "tenant (reconnected)", Some(&first.cursor)).await;
+    let mut phone = Phone::open(&app, &tenant, "tenant (reconnected)", Some(&first.cursor)).await;
     let mut missed = Vec::new();
     for _ in 0..3 {
         missed.push(phone.next_event().await);
@@ -358,7 +268,7 @@ async fn without_a_cursor_only_what_happens_from_now_on_arrives() {
     let app = spawn_app().await;
     let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
     let order = submit(&app, &tenant, "1-102").await;
-    let mut phone = Subscriber::open(&app, &tenant, "tenant", None).await;
+    let mut phone = Phone::open(&app, &tenant, "tenant", None).await;
     // Nothing from before subscribing (and time for the subscription to start).
     phone.expect_quiet(QUIET).await;
 
@@ -373,7 +283,7 @@ async fn a_malformed_cursor_is_bad_user_input() {
     let tenant = app.token("tenant").await;
     // "ZXYtMQ" is "ev-1" in base64: well-formed, but no position.
     for garbage in ["garbage", "ev12", "ZXYtMQ", ""] {
-        let mut phone = Subscriber::open(&app, &tenant, format!("tenant after {garbage:?}"), Some(garbage)).await;
+        let mut phone = Phone::open(&app, &tenant, format!("tenant after {garbage:?}"), Some(garbage)).await;
         let message = phone.recv(EVENT_WAIT).await.unwrap_or_else(|| panic!("no answer to after: {garbage:?}"));
         assert_eq!(subscription_error(&message), (Some("BAD_USER_INPUT"), Some("after")), "{garbage:?}: {message}");
         phone.close().await;
@@ -418,8 +328,8 @@ async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let supervisor = Subscriber::open(&app, &tokens["supervisor"], "supervisor", Some(&start)).await;
-        let owner = Subscriber::open(&app, &tokens["owner"], "owner", Some(&start)).await;
+        let supervisor = Phone::open(&app, &tokens["supervisor"], "supervisor", Some(&start)).await;
+        let owner = Phone::open(&app, &tokens["owner"], "owner", Some(&start)).await;
         (supervisor, owner)
     };
     let (_, (mut supervisor, mut owner)) = tokio::join!(changes, subscribe);
@@ -429,7 +339,7 @@ async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
         (&mut supervisor, 25, orders.iter().map(|(_, order)| order.clone()).collect::<Vec<_>>()),
         (&mut owner, 15, vec![orders[0].1.clone(), orders[1].1.clone(), orders[3].1.clone()]),
     ] {
-        let who = subscriber.who.clone();
+        let who = subscriber.0.who.clone();
         let live = subscriber.exactly(count).await;
         assert_strictly_increasing(&who, &live);
         for order in &concerned {
@@ -440,7 +350,7 @@ async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
 
         // A replay from the same cursor, now that everything has committed,
         // returns the very same events.
-        let mut again = Subscriber::open(&app, &tokens[who.as_str()], format!("{who} (replay)"), Some(&start)).await;
+        let mut again = Phone::open(&app, &tokens[who.as_str()], format!("{who} (replay)"), Some(&start)).await;
         let replayed = again.exactly(count).await;
         assert_eq!(replayed, live, "{who}: what arrived while subscribing versus a replay afterwards");
     }
@@ -457,7 +367,7 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     let tenant_id = app.home.account("tenant").user_id;
     let existing = submit(&app, &tenant, "1-102").await;
     let before = now_cursor(&app).await;
-    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&before)).await;
+    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&before)).await;
     phone.expect_quiet(Duration::from_millis(200)).await;
 
     // A writer appends an event and holds its transaction open...
@@ -501,7 +411,7 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     assert_eq!(received[0].seq, appended[0], "the late event under its own position");
     assert_strictly_increasing("tenant", &received);
 
-    let mut again = Subscriber::open(&app, &tenant, "tenant (replay)", Some(&before)).await;
+    let mut again = Phone::open(&app, &tenant, "tenant (replay)", Some(&before)).await;
     let replayed = again.exactly(2).await;
     assert_eq!(replayed, received, "a replay from before both");
 }
@@ -516,8 +426,8 @@ async fn a_subscriber_on_one_instance_receives_what_happens_on_another() {
     let b = app.peer(|settings| settings.event_poll_interval = Duration::from_millis(200)).await;
     let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
     let start = now_cursor(&app).await;
-    let mut on_a = Subscriber::open(&app, &tenant, "tenant on A", Some(&start)).await;
-    let mut on_b = Subscriber::open(&b, &tenant, "tenant on B", Some(&start)).await;
+    let mut on_a = Phone::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Phone::open(&b, &tenant, "tenant on B", Some(&start)).await;
 
     let order = submit(&app, &tenant, "1-102").await;
     assign(&b, &supervisor, &order).await;
@@ -542,8 +452,8 @@ async fn with_redis_other_instances_are_woken_at_once() {
     let b = app.peer(|settings| settings.event_poll_interval = slow).await;
     let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
     let start = now_cursor(&app).await;
-    let mut on_a = Subscriber::open(&app, &tenant, "tenant on A", Some(&start)).await;
-    let mut on_b = Subscriber::open(&b, &tenant, "tenant on B", Some(&start)).await;
+    let mut on_a = Phone::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Phone::open(&b, &tenant, "tenant on B", Some(&start)).await;
     // Let both instances' Redis subscriptions and the replays settle.
     on_a.expect_quiet(Duration::from_millis(700)).await;
     on_b.expect_quiet(Duration::from_millis(10)).await;
@@ -573,8 +483,8 @@ async fn with_redis_unreachable_events_still_arrive_and_none_is_lost() {
         .await;
     let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
     let start = now_cursor(&app).await;
-    let mut on_a = Subscriber::open(&app, &tenant, "tenant on A", Some(&start)).await;
-    let mut on_b = Subscriber::open(&b, &tenant, "tenant on B (Redis down)", Some(&start)).await;
+    let mut on_a = Phone::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Phone::open(&b, &tenant, "tenant on B (Redis down)", Some(&start)).await;
 
     let first = submit(&app, &tenant, "1-102").await;
     let second = submit(&app, &tenant, "1-102").await;
@@ -604,8 +514,8 @@ async fn a_resident_who_moves_out_stops_receiving_that_units_events() {
         app.token("front_desk").await,
     );
     let start = now_cursor(&app).await;
-    let mut phone = Subscriber::open(&app, &owner, "owner", Some(&start)).await;
-    let mut office = Subscriber::open(&app, &supervisor, "supervisor", Some(&start)).await;
+    let mut phone = Phone::open(&app, &owner, "owner", Some(&start)).await;
+    let mut office = Phone::open(&app, &supervisor, "supervisor", Some(&start)).await;
 
     // The owner lives in 1-101 and 2-201 and follows an order of 2-201...
     let order = submit(&app, &owner, "2-201").await;
@@ -627,7 +537,7 @@ async fn a_resident_who_moves_out_stops_receiving_that_units_events() {
     phone.expect_quiet(QUIET).await;
 
     // Replaying from before the move shows nothing of 2-201 any more either.
-    let mut again = Subscriber::open(&app, &owner, "owner (replay)", Some(&start)).await;
+    let mut again = Phone::open(&app, &owner, "owner (replay)", Some(&start)).await;
     let replayed = again.exactly(1).await;
     assert_eq!(kinds_and_orders(&replayed), expected(&[("SUBMITTED", &other)]), "replay after moving out");
 }
@@ -666,7 +576,7 @@ async fn a_burst_larger_than_the_broadcast_buffer_loses_nothing() {
     let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);
     let mine = submit(&app, &tenant, "1-102").await;
     let theirs = submit(&app, &owner, "1-101").await;
-    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
     phone.expect_quiet(Duration::from_millis(200)).await;
 
     let tenant_id = app.home.account("tenant").user_id;
@@ -693,7 +603,7 @@ async fn a_replay_longer_than_one_page_returns_everything_in_order() {
     let tenant_id = app.home.account("tenant").user_id;
     let owner_id = app.home.account("owner").user_id;
     let seqs = append_burst(&app, 450, (tenant_id, &mine), (owner_id, &theirs)).await;
-    let mut phone = Subscriber::open(&app, &tenant, "tenant", Some(&before)).await;
+    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&before)).await;
     let received = phone.exactly(450).await;
     assert_eq!(received.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "all 450, in order, none twice");
 

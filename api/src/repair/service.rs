@@ -640,6 +640,12 @@ pub async fn add_follow_up(
 /// Marks one deadline missed, once: the conditional update makes it safe for
 /// several instances to run the job at the same time.
 pub(super) async fn mark_overdue(app: &AppContext, order: &repair_order::Model, response: bool) -> ApiResult<bool> {
+    // Another instance may have marked it since the job listed it; the version
+    // check below only guards against changes after `order` was read.
+    let already = if response { order.response_overdue } else { order.completion_overdue };
+    if already {
+        return Ok(false);
+    }
     let (update, action) = if response {
         (repair_order::ActiveModel { response_overdue: Set(true), ..Default::default() }, RepairAction::ResponseOverdue)
     } else {
