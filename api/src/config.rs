@@ -5,6 +5,8 @@ use std::{path::PathBuf, time::Duration};
 
 use serde::Deserialize;
 
+use crate::ratelimit::Limit;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AppEnv {
@@ -45,6 +47,22 @@ pub struct Settings {
     pub login_failure_window: Duration,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Requests per minute from one client IP (token bucket), and its burst.
+    pub rate_limit_ip_per_minute: u32,
+    pub rate_limit_ip_burst: u32,
+    /// Requests per minute from one signed-in caller, and its burst.
+    pub rate_limit_caller_per_minute: u32,
+    pub rate_limit_caller_burst: u32,
+    /// Logins, refreshes and client-credential exchanges per minute from one IP.
+    pub rate_limit_auth_per_minute: u32,
+    pub rate_limit_auth_burst: u32,
+    /// Pickup-code attempts per minute from one caller.
+    pub rate_limit_code_per_minute: u32,
+    pub rate_limit_code_burst: u32,
+    /// Take the client IP from X-Forwarded-For / Forwarded (only behind a trusted proxy).
+    pub trust_proxy_headers: bool,
+    /// Prefix of every Redis key and channel, so deployments can share a Redis.
+    pub redis_key_prefix: String,
     /// Operations nested deeper than this are refused.
     pub max_query_depth: usize,
     /// Refused above this cost: a field costs 1, a list field `first` times its items.
@@ -126,6 +144,16 @@ impl Default for Settings {
             login_max_failures: 5,
             login_failure_window: Duration::from_secs(15 * 60),
             max_body_bytes: 1024 * 1024,
+            rate_limit_ip_per_minute: 600,
+            rate_limit_ip_burst: 120,
+            rate_limit_caller_per_minute: 300,
+            rate_limit_caller_burst: 60,
+            rate_limit_auth_per_minute: 30,
+            rate_limit_auth_burst: 20,
+            rate_limit_code_per_minute: 20,
+            rate_limit_code_burst: 10,
+            trust_proxy_headers: false,
+            redis_key_prefix: "property-service".into(),
             max_query_depth: 10,
             max_query_complexity: 1000,
             max_recursive_depth: 32,
@@ -196,6 +224,8 @@ pub enum SettingsError {
     WeakSecret,
     #[error("LOGIN_MAX_FAILURES must be at least 1")]
     NoLoginAttempts,
+    #[error("every RATE_LIMIT_*_PER_MINUTE and RATE_LIMIT_*_BURST must be at least 1")]
+    EmptyRateLimit,
 }
 
 impl Settings {
@@ -214,6 +244,10 @@ impl Settings {
         if self.login_max_failures == 0 {
             return Err(SettingsError::NoLoginAttempts);
         }
+        let limits = [self.ip_limit(), self.caller_limit(), self.auth_limit(), self.code_limit()];
+        if limits.iter().any(|limit| limit.per_minute == 0 || limit.burst == 0) {
+            return Err(SettingsError::EmptyRateLimit);
+        }
         match (&self.jwt_secret, self.app_env) {
             (None, AppEnv::Production) => Err(SettingsError::MissingProductionSecret),
             (Some(secret), _) if secret.len() < 32 => Err(SettingsError::WeakSecret),
@@ -223,6 +257,22 @@ impl Settings {
 
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
+    }
+
+    pub fn ip_limit(&self) -> Limit {
+        Limit::new(self.rate_limit_ip_per_minute, self.rate_limit_ip_burst)
+    }
+
+    pub fn caller_limit(&self) -> Limit {
+        Limit::new(self.rate_limit_caller_per_minute, self.rate_limit_caller_burst)
+    }
+
+    pub fn auth_limit(&self) -> Limit {
+        Limit::new(self.rate_limit_auth_per_minute, self.rate_limit_auth_burst)
+    }
+
+    pub fn code_limit(&self) -> Limit {
+        Limit::new(self.rate_limit_code_per_minute, self.rate_limit_code_burst)
     }
 
     pub fn introspection_enabled(&self) -> bool {

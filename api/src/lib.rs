@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod jobs;
 pub mod parcel;
 pub mod property;
+pub mod ratelimit;
 pub mod repair;
 pub mod telemetry;
 pub mod validate;
@@ -36,6 +37,7 @@ pub struct AppContext {
     /// log, and the signatures of media URLs.
     pub hashing_key: Vec<u8>,
     pub events: EventBus,
+    pub limiter: ratelimit::RateLimiter,
     /// Flips to true when the process is asked to stop; open WebSockets then
     /// close with 1001 (going away) so apps reconnect to another instance.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
@@ -86,11 +88,18 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
 pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<Arc<AppContext>, StartError> {
     let secret = auth::jwt::load_or_create_secret(&settings)?;
     let tokens = TokenService::new(&secret, &settings);
-    let events =
-        EventBus::start(db.clone(), settings.event_buffer, settings.event_poll_interval, settings.redis_url.as_deref())
-            .await?;
+    let events = EventBus::start(
+        db.clone(),
+        settings.event_buffer,
+        settings.event_poll_interval,
+        settings.redis_url.as_deref(),
+        &settings.redis_key_prefix,
+    )
+    .await?;
+    let limiter = ratelimit::RateLimiter::new(&settings.redis_key_prefix, settings.redis_url.as_deref())
+        .map_err(events::StartError::Redis)?;
     let (shutting_down, _) = tokio::sync::watch::channel(false);
-    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret, events, shutting_down }))
+    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret, events, limiter, shutting_down }))
 }
 
 /// A bound, not yet awaited, HTTP server.

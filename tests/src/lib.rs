@@ -65,6 +65,9 @@ impl Drop for PgSchema {
     }
 }
 
+/// A rate limit no test reaches by accident.
+const UNLIMITED: u32 = 1_000_000;
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -79,6 +82,17 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         jwt_secret: Some(TEST_JWT_SECRET.into()),
         workers: 1,
         db_max_connections: 5,
+        // Every test server shares 127.0.0.1 (and Redis, in CI); tests of the
+        // rate limits set their own.
+        rate_limit_ip_per_minute: UNLIMITED,
+        rate_limit_ip_burst: UNLIMITED,
+        rate_limit_caller_per_minute: UNLIMITED,
+        rate_limit_caller_burst: UNLIMITED,
+        rate_limit_auth_per_minute: UNLIMITED,
+        rate_limit_auth_burst: UNLIMITED,
+        rate_limit_code_per_minute: UNLIMITED,
+        rate_limit_code_burst: UNLIMITED,
+        redis_key_prefix: format!("test-{}", hex_id()),
         ..Settings::default()
     };
     let mut cleanup = None;

@@ -53,10 +53,11 @@ impl EventBus {
         buffer: usize,
         poll_interval: Duration,
         redis_url: Option<&str>,
+        redis_prefix: &str,
     ) -> Result<Self, StartError> {
         let (sender, _) = broadcast::channel(buffer.max(16));
         let wake = Arc::new(Notify::new());
-        let redis = redis_url.map(|url| redis_fanout::start(url, wake.clone())).transpose()?;
+        let redis = redis_url.map(|url| redis_fanout::start(url, redis_prefix, wake.clone())).transpose()?;
         relay::start(db, sender.clone(), wake.clone(), poll_interval).await?;
         Ok(Self { sender, wake, redis })
     }

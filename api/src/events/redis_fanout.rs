@@ -8,7 +8,6 @@ use std::{sync::Arc, time::Duration};
 use futures_util::StreamExt;
 use tokio::sync::{Notify, mpsc};
 
-const CHANNEL: &str = "property-service:events";
 const RETRY: Duration = Duration::from_secs(1);
 
 pub struct Publisher {
@@ -23,25 +22,27 @@ impl Publisher {
 }
 
 /// Starts publishing commits and listening for other instances' commits.
-pub fn start(url: &str, wake: Arc<Notify>) -> Result<Publisher, redis::RedisError> {
+pub fn start(url: &str, prefix: &str, wake: Arc<Notify>) -> Result<Publisher, redis::RedisError> {
     let client = redis::Client::open(url)?;
+    let channel = format!("{prefix}:events");
     let (doorbell, rings) = mpsc::channel(1);
-    tokio::spawn(publish_forever(client.clone(), rings));
-    tokio::spawn(subscribe_forever(client, wake));
+    tokio::spawn(publish_forever(client.clone(), channel.clone(), rings));
+    tokio::spawn(subscribe_forever(client, channel, wake));
     Ok(Publisher { doorbell })
 }
 
-async fn publish_forever(client: redis::Client, mut rings: mpsc::Receiver<()>) {
+async fn publish_forever(client: redis::Client, channel: String, mut rings: mpsc::Receiver<()>) {
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
     while rings.recv().await.is_some() {
         if connection.is_none() {
-            connection = client.get_multiplexed_async_connection().await.ok();
+            let connect = client.get_multiplexed_async_connection();
+            connection = tokio::time::timeout(RETRY, connect).await.ok().and_then(Result::ok);
         }
         let Some(conn) = connection.as_mut() else {
             tracing::debug!("redis unreachable: other instances catch up on their next poll");
             continue;
         };
-        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(CHANNEL).arg(1).query_async(conn).await;
+        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(1).query_async(conn).await;
         if let Err(err) = published {
             tracing::debug!(error = %err, "redis publish failed");
             connection = None;
@@ -49,11 +50,11 @@ async fn publish_forever(client: redis::Client, mut rings: mpsc::Receiver<()>) {
     }
 }
 
-async fn subscribe_forever(client: redis::Client, wake: Arc<Notify>) {
+async fn subscribe_forever(client: redis::Client, channel: String, wake: Arc<Notify>) {
     loop {
         match client.get_async_pubsub().await {
             Ok(mut pubsub) => {
-                if pubsub.subscribe(CHANNEL).await.is_ok() {
+                if pubsub.subscribe(&channel).await.is_ok() {
                     // Catch up on whatever was published while we were not listening.
                     wake.notify_one();
                     let mut messages = pubsub.on_message();

@@ -19,6 +19,20 @@ pub enum Auth {
     Rejected,
 }
 
+/// The client's address as the transport saw it, for per-IP limits.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+impl Caller {
+    /// The key of the caller's own rate-limit bucket.
+    pub fn rate_key(&self) -> String {
+        match self {
+            Caller::User(principal) => format!("user:{}", principal.user_id),
+            Caller::Integrator(integrator) => format!("client:{}", integrator.client_id),
+        }
+    }
+}
+
 pub trait ContextExt {
     fn app(&self) -> &Arc<AppContext>;
     fn db(&self) -> &DatabaseConnection {
@@ -26,6 +40,7 @@ pub trait ContextExt {
     }
     /// The verified caller, person or integrator, or UNAUTHENTICATED.
     fn caller(&self) -> ApiResult<&Caller>;
+    fn client_ip(&self) -> &str;
     /// The verified person calling, or UNAUTHENTICATED. Integrators get
     /// FORBIDDEN: only the fields that take `caller()` serve them.
     fn principal(&self) -> ApiResult<&Principal> {
@@ -41,6 +56,10 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<Arc<AppContext>>()
     }
 
+    fn client_ip(&self) -> &str {
+        self.data_opt::<ClientIp>().map_or("unknown", |ip| ip.0.as_str())
+    }
+
     fn caller(&self) -> ApiResult<&Caller> {
         match self.data_opt::<Auth>() {
             Some(Auth::Authenticated(caller)) => Ok(caller),
@@ -48,4 +67,10 @@ impl ContextExt for Context<'_> {
             Some(Auth::Anonymous) | None => Err(ApiError::Unauthenticated("authentication required")),
         }
     }
+}
+
+/// Draws one attempt from the client IP's bucket for logins, refreshes and
+/// credential exchanges, which guessing would otherwise hammer.
+pub async fn admit_auth_attempt(app: &AppContext, client_ip: &str) -> ApiResult<()> {
+    app.limiter.admit(&format!("auth:{client_ip}"), app.settings.auth_limit(), 1).await
 }

@@ -9,5 +9,5 @@ pub mod loader;
 pub mod pagination;
 pub mod schema;
 
-pub use context::{Auth, ContextExt};
+pub use context::{Auth, ClientIp, ContextExt, admit_auth_attempt};
 pub use schema::{AppSchema, build_schema};

@@ -27,7 +27,7 @@ use crate::{
     AppContext,
     auth::Caller,
     graphql::{
-        AppSchema, Auth,
+        AppSchema, Auth, ClientIp,
         ids::{self, Kind},
     },
     identity::loader::VisibleMembershipsByResident,
@@ -75,9 +75,11 @@ async fn http_auth(app: &AppContext, authorization: Option<&str>) -> Auth {
     }
 }
 
-/// Per-request data: the caller and the loaders that carry the caller's scope.
-fn request_data(app: &AppContext, auth: Auth) -> Data {
+/// Per-request data: the caller, their address and the loaders that carry the
+/// caller's scope.
+fn request_data(app: &AppContext, auth: Auth, client_ip: &str) -> Data {
     let mut data = Data::default();
+    data.insert(ClientIp(client_ip.to_owned()));
     if let Auth::Authenticated(Caller::User(principal)) = &auth {
         data.insert(DataLoader::new(
             VisibleMembershipsByResident::new(app.db.clone(), principal.clone()),
@@ -86,6 +88,43 @@ fn request_data(app: &AppContext, auth: Auth) -> Data {
     }
     data.insert(auth);
     data
+}
+
+/// The client's IP: the peer's, or with `trust_proxy_headers` the one the
+/// proxy reports in Forwarded / X-Forwarded-For.
+pub(crate) fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> String {
+    let info = req.connection_info();
+    let address = if trust_proxy_headers { info.realip_remote_addr() } else { info.peer_addr() };
+    let Some(address) = address else {
+        return "unknown".to_owned();
+    };
+    address
+        .parse::<std::net::SocketAddr>()
+        .map(|socket| socket.ip())
+        .or_else(|_| address.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>())
+        .map_or_else(|_| address.to_owned(), |ip| ip.to_string())
+}
+
+/// Takes `cost` tokens from the client IP's bucket and, for a verified
+/// caller, from the caller's own; the answer when either is empty.
+async fn admit(app: &AppContext, client_ip: &str, auth: &Auth, cost: u32) -> Option<HttpResponse> {
+    let settings = &app.settings;
+    let mut verdict = app.limiter.check(&format!("ip:{client_ip}"), settings.ip_limit(), cost).await;
+    if verdict.is_ok()
+        && let Auth::Authenticated(caller) = auth
+    {
+        verdict = app.limiter.check(&format!("caller:{}", caller.rate_key()), settings.caller_limit(), cost).await;
+    }
+    verdict.err().map(rate_limited)
+}
+
+fn rate_limited(retry_after_secs: u64) -> HttpResponse {
+    HttpResponse::TooManyRequests().insert_header((header::RETRY_AFTER, retry_after_secs.to_string())).json(json!({
+        "errors": [{
+            "message": format!("too many requests, retry in {retry_after_secs} s"),
+            "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after_secs },
+        }]
+    }))
 }
 
 fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
@@ -165,9 +204,18 @@ async fn graphql_post(
         return Ok(bad_request(&format!("at most {} operations in one batch", settings.max_batch)));
     }
     let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION)).await;
+    let ip = client_ip(&req, settings.trust_proxy_headers);
+    // Each operation of a batch counts, so batching buys no extra requests.
+    let cost = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(operations) => u32::try_from(operations.len()).unwrap_or(u32::MAX).max(1),
+    };
+    if let Some(refusal) = admit(&app, &ip, &auth, cost).await {
+        return Ok(refusal);
+    }
     let mut batch = batch;
     for request in batch.iter_mut() {
-        request.data = request_data(&app, auth.clone());
+        request.data = request_data(&app, auth.clone(), &ip);
     }
     let response = match tokio::time::timeout(settings.execution_timeout, schema.execute_batch(batch)).await {
         Ok(response) => response,
@@ -195,8 +243,12 @@ async fn graphql_get(
     schema: web::Data<AppSchema>,
     app: web::Data<Arc<AppContext>>,
 ) -> actix_web::Result<HttpResponse> {
+    let ip = client_ip(&req, app.settings.trust_proxy_headers);
     if req.headers().contains_key(header::UPGRADE) {
-        return ws::upgrade(req, payload, schema.get_ref().clone(), app.get_ref().clone()).await;
+        if let Some(refusal) = admit(&app, &ip, &Auth::Anonymous, 1).await {
+            return Ok(refusal);
+        }
+        return ws::upgrade(req, payload, schema.get_ref().clone(), app.get_ref().clone(), ip).await;
     }
     if req.query_string().is_empty() {
         if !app.settings.graphiql_enabled() {
@@ -216,8 +268,11 @@ async fn graphql_get(
             .json(json!({ "errors": [{ "message": "mutations must be sent with POST" }] })));
     }
     let auth = http_auth(&app, header_str(&req, header::AUTHORIZATION)).await;
+    if let Some(refusal) = admit(&app, &ip, &auth, 1).await {
+        return Ok(refusal);
+    }
     let mut request = request;
-    request.data = request_data(&app, auth);
+    request.data = request_data(&app, auth, &ip);
     let response = match tokio::time::timeout(app.settings.execution_timeout, schema.execute(request)).await {
         Ok(response) => response,
         Err(_) => return Ok(timed_out()),

@@ -80,6 +80,7 @@ pub async fn upgrade(
     payload: web::Payload,
     schema: AppSchema,
     app: Arc<AppContext>,
+    client_ip: String,
 ) -> actix_web::Result<HttpResponse> {
     let protocol = negotiate(&req);
     // Echo an unsupported subprotocol so the handshake completes and the
@@ -92,7 +93,7 @@ pub async fn upgrade(
         messages.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
     match protocol {
         Some(protocol) => {
-            actix_web::rt::spawn(Connection::new(session, schema, app, protocol).run(messages));
+            actix_web::rt::spawn(Connection::new(session, schema, app, protocol, client_ip).run(messages));
         }
         None => {
             actix_web::rt::spawn(session.close(Some(close_reason(4406, "Subprotocol not acceptable"))));
@@ -127,6 +128,7 @@ struct Connection {
     schema: AppSchema,
     app: Arc<AppContext>,
     protocol: Protocol,
+    client_ip: String,
     principal: Option<Principal>,
     expires_in: Option<Pin<Box<Sleep>>>,
     operations: HashMap<String, (u64, JoinHandle<()>)>,
@@ -136,13 +138,14 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(session: Session, schema: AppSchema, app: Arc<AppContext>, protocol: Protocol) -> Self {
+    fn new(session: Session, schema: AppSchema, app: Arc<AppContext>, protocol: Protocol, client_ip: String) -> Self {
         let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_BUFFER);
         Self {
             session,
             schema,
             app,
             protocol,
+            client_ip,
             principal: None,
             expires_in: None,
             operations: HashMap::new(),
@@ -290,8 +293,17 @@ impl Connection {
         if self.operations.contains_key(&id) {
             return Flow::Close(close_reason(4409, &format!("Subscriber for {id} already exists")));
         }
+        // Operations over the socket draw from the same bucket as over HTTP.
+        let caller = Caller::User(principal);
+        let bucket = format!("caller:{}", caller.rate_key());
+        if let Err(retry_after) = self.app.limiter.check(&bucket, self.app.settings.caller_limit(), 1).await {
+            let message = format!("too many requests, retry in {retry_after} s");
+            let refusal =
+                json!([{ "message": message, "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after } }]);
+            return self.send_json(json!({ "id": id, "type": "error", "payload": refusal })).await;
+        }
         let mut request = request;
-        request.data = request_data(&self.app, Auth::Authenticated(Caller::User(principal)));
+        request.data = request_data(&self.app, Auth::Authenticated(caller), &self.client_ip);
         let schema = self.schema.clone();
         let outgoing = self.outgoing.clone();
         let operation_id = id.clone();

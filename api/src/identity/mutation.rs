@@ -4,7 +4,7 @@ use entity::enums::Role;
 use super::{service, types::*};
 use crate::{
     graphql::{
-        ContextExt,
+        ContextExt, admit_auth_attempt,
         ids::{self, Kind},
     },
     property::types::Building,
@@ -29,12 +29,14 @@ impl From<service::Session> for AuthPayload {
 impl IdentityMutation {
     /// Sign in with phone number and password.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
+        admit_auth_attempt(ctx.app(), ctx.client_ip()).await?;
         Ok(service::login(ctx.app(), &input.phone, &input.password).await?.into())
     }
 
     /// Trade a refresh token for a new access and refresh token. Each refresh
     /// token works once; reusing one ends the session everywhere.
     async fn refresh_token(&self, ctx: &Context<'_>, input: RefreshTokenInput) -> Result<AuthPayload> {
+        admit_auth_attempt(ctx.app(), ctx.client_ip()).await?;
         Ok(service::refresh(ctx.app(), &input.refresh_token).await?.into())
     }
 

@@ -4,7 +4,7 @@ use super::{service, types::*};
 use crate::{
     error::ApiError,
     graphql::{
-        ContextExt,
+        ContextExt, admit_auth_attempt,
         ids::{self, Kind},
     },
 };
@@ -45,6 +45,7 @@ impl IntegrationMutation {
         ctx: &Context<'_>,
         input: IssueClientTokenInput,
     ) -> Result<IssueClientTokenPayload> {
+        admit_auth_attempt(ctx.app(), ctx.client_ip()).await?;
         let client_id = ids::decode(Kind::ApiClient, &input.client_id, "clientId")
             .map_err(|_| ApiError::Unauthenticated("invalid client credentials"))?;
         let (token, integrator) = service::exchange(ctx.app(), client_id, &input.client_secret).await?;

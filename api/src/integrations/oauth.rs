@@ -14,7 +14,11 @@ use crate::{
     AppContext,
     auth::Scope,
     error::ApiError,
-    graphql::ids::{self, Kind},
+    graphql::{
+        admit_auth_attempt,
+        ids::{self, Kind},
+    },
+    http::client_ip,
 };
 
 #[derive(Deserialize)]
@@ -39,6 +43,14 @@ fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
 
 pub async fn token(req: HttpRequest, form: web::Form<TokenRequest>, app: web::Data<Arc<AppContext>>) -> HttpResponse {
     use actix_web::http::StatusCode;
+    if let Err(ApiError::RateLimited { retry_after_secs }) =
+        admit_auth_attempt(&app, &client_ip(&req, app.settings.trust_proxy_headers)).await
+    {
+        return HttpResponse::TooManyRequests()
+            .insert_header((header::RETRY_AFTER, retry_after_secs.to_string()))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({ "error": "rate_limited" }));
+    }
     if form.grant_type != "client_credentials" {
         return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type");
     }

@@ -57,14 +57,12 @@ impl ParcelMutation {
     /// or the person they authorised; or from an integrator's locker. Five
     /// wrong codes in a row lock the parcel until staff unlock it.
     async fn pick_up_parcel(&self, ctx: &Context<'_>, input: PickUpParcelInput) -> Result<ParcelPayload> {
-        let parcel = service::pick_up(
-            ctx.app(),
-            ctx.caller()?,
-            parcel_id(&input.parcel_id)?,
-            &input.pickup_code,
-            input.collector_name,
-        )
-        .await?;
+        let (app, caller) = (ctx.app(), ctx.caller()?);
+        // Besides the per-parcel lock: one caller guessing across many parcels.
+        app.limiter.admit(&format!("code:{}", caller.rate_key()), app.settings.code_limit(), 1).await?;
+        let parcel =
+            service::pick_up(app, caller, parcel_id(&input.parcel_id)?, &input.pickup_code, input.collector_name)
+                .await?;
         Ok(payload(parcel))
     }
 
