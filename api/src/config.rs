@@ -92,6 +92,9 @@ pub struct Settings {
     /// A completed order the resident has not confirmed is closed after this long.
     #[serde(with = "humantime_serde")]
     pub repair_auto_close_after: Duration,
+    /// How long an idempotency key is remembered.
+    #[serde(with = "humantime_serde")]
+    pub idempotency_key_ttl: Duration,
     pub repair_max_photos: usize,
     pub repair_max_photo_bytes: usize,
     /// How long a signed photo URL stays valid.
@@ -120,6 +123,13 @@ pub struct Settings {
     /// How long a WebSocket may stay open without `connection_init`.
     #[serde(with = "humantime_serde")]
     pub ws_init_timeout: Duration,
+    /// Operations (subscriptions, queries, mutations) running at once on one WebSocket.
+    pub ws_max_operations: usize,
+    /// WebSockets one person may hold open on one instance.
+    pub ws_max_connections_per_user: usize,
+    /// A WebSocket whose client has not taken a message for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub ws_send_timeout: Duration,
     /// HTTP worker threads; 0 means one per core.
     pub workers: usize,
     pub log_level: String,
@@ -168,6 +178,7 @@ impl Default for Settings {
             repair_normal_response: Duration::from_secs(24 * 3600),
             repair_normal_completion: Duration::from_secs(72 * 3600),
             repair_auto_close_after: Duration::from_secs(72 * 3600),
+            idempotency_key_ttl: Duration::from_secs(24 * 3600),
             repair_max_photos: 6,
             repair_max_photo_bytes: 5 * 1024 * 1024,
             media_url_ttl: Duration::from_secs(15 * 60),
@@ -180,6 +191,9 @@ impl Default for Settings {
             event_poll_interval: Duration::from_secs(1),
             event_buffer: 4096,
             ws_init_timeout: Duration::from_secs(3),
+            ws_max_operations: 20,
+            ws_max_connections_per_user: 5,
+            ws_send_timeout: Duration::from_secs(10),
             workers: 0,
             log_level: "info".into(),
             log_format: LogFormat::Text,

@@ -1,12 +1,12 @@
 //! The background jobs every instance runs: repair SLA marking and
-//! auto-closing, and parcel reminders. Each change they make is conditional on
+//! auto-closing, parcel reminders, and forgetting old idempotency keys. Each change they make is conditional on
 //! the row's version, so instances running them at the same time never act twice.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 
-use crate::{AppContext, parcel, repair};
+use crate::{AppContext, idempotency, parcel, repair};
 
 /// Runs the jobs every JOB_INTERVAL for as long as the process lives.
 pub fn spawn(app: Arc<AppContext>) {
@@ -21,6 +21,9 @@ pub fn spawn(app: Arc<AppContext>) {
             }
             if let Err(err) = parcel::jobs::send_reminders(&app, now).await {
                 tracing::warn!(error = ?err, "parcel reminders failed; retrying next interval");
+            }
+            if let Err(err) = idempotency::purge(&app, now).await {
+                tracing::warn!(error = ?err, "forgetting old idempotency keys failed; retrying next interval");
             }
         }
     });

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod idempotency;
 pub mod identity;
 pub mod integrations;
 pub mod jobs;
@@ -38,6 +39,7 @@ pub struct AppContext {
     pub hashing_key: Vec<u8>,
     pub events: EventBus,
     pub limiter: ratelimit::RateLimiter,
+    pub open_sockets: http::OpenSockets,
     /// Flips to true when the process is asked to stop; open WebSockets then
     /// close with 1001 (going away) so apps reconnect to another instance.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
@@ -99,7 +101,16 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let limiter = ratelimit::RateLimiter::new(&settings.redis_key_prefix, settings.redis_url.as_deref())
         .map_err(events::StartError::Redis)?;
     let (shutting_down, _) = tokio::sync::watch::channel(false);
-    Ok(Arc::new(AppContext { db, settings, tokens, hashing_key: secret, events, limiter, shutting_down }))
+    Ok(Arc::new(AppContext {
+        db,
+        settings,
+        tokens,
+        hashing_key: secret,
+        events,
+        limiter,
+        open_sockets: http::OpenSockets::default(),
+        shutting_down,
+    }))
 }
 
 /// A bound, not yet awaited, HTTP server.

@@ -9,6 +9,7 @@ pub mod enums;
 pub mod event;
 pub mod event_recipient;
 pub mod event_stream;
+pub mod idempotency_key;
 pub mod login_attempt;
 pub mod parcel;
 pub mod parcel_reminder;

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_property_and_identity;
 mod m20261123_000002_repair_orders_and_events;
 mod m20261123_000003_parcels_and_api_clients;
+mod m20261123_000004_idempotency_keys;
 
 pub struct Migrator;
 
@@ -16,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_property_and_identity::Migration),
             Box::new(m20261123_000002_repair_orders_and_events::Migration),
             Box::new(m20261123_000003_parcels_and_api_clients::Migration),
+            Box::new(m20261123_000004_idempotency_keys::Migration),
         ]
     }
 }

@@ -24,8 +24,9 @@ pub enum Auth {
 pub struct ClientIp(pub String);
 
 impl Caller {
-    /// The key of the caller's own rate-limit bucket.
-    pub fn rate_key(&self) -> String {
+    /// A stable key for state kept per caller: rate-limit buckets and
+    /// idempotency keys.
+    pub fn key(&self) -> String {
         match self {
             Caller::User(principal) => format!("user:{}", principal.user_id),
             Caller::Integrator(integrator) => format!("client:{}", integrator.client_id),

@@ -22,7 +22,7 @@ use futures_util::StreamExt;
 use sea_orm::EntityTrait;
 use serde_json::json;
 
-pub use self::request_span::RequestSpan;
+pub use self::{request_span::RequestSpan, ws::OpenSockets};
 use crate::{
     AppContext,
     auth::Caller,
@@ -30,6 +30,7 @@ use crate::{
         AppSchema, Auth, ClientIp,
         ids::{self, Kind},
     },
+    idempotency::IdempotencyHeader,
     identity::loader::VisibleMembershipsByResident,
     integrations,
     repair::photos,
@@ -77,9 +78,12 @@ async fn http_auth(app: &AppContext, authorization: Option<&str>) -> Auth {
 
 /// Per-request data: the caller, their address and the loaders that carry the
 /// caller's scope.
-fn request_data(app: &AppContext, auth: Auth, client_ip: &str) -> Data {
+fn request_data(app: &AppContext, auth: Auth, client_ip: &str, idempotency_key: Option<&str>) -> Data {
     let mut data = Data::default();
     data.insert(ClientIp(client_ip.to_owned()));
+    if let Some(key) = idempotency_key {
+        data.insert(IdempotencyHeader(key.to_owned()));
+    }
     if let Auth::Authenticated(Caller::User(principal)) = &auth {
         data.insert(DataLoader::new(
             VisibleMembershipsByResident::new(app.db.clone(), principal.clone()),
@@ -113,7 +117,7 @@ async fn admit(app: &AppContext, client_ip: &str, auth: &Auth, cost: u32) -> Opt
     if verdict.is_ok()
         && let Auth::Authenticated(caller) = auth
     {
-        verdict = app.limiter.check(&format!("caller:{}", caller.rate_key()), settings.caller_limit(), cost).await;
+        verdict = app.limiter.check(&format!("caller:{}", caller.key()), settings.caller_limit(), cost).await;
     }
     verdict.err().map(rate_limited)
 }
@@ -213,9 +217,12 @@ async fn graphql_post(
     if let Some(refusal) = admit(&app, &ip, &auth, cost).await {
         return Ok(refusal);
     }
+    // Read leniently, so a key that is not visible ASCII is refused by name
+    // rather than ignored.
+    let idempotency_key = req.headers().get("idempotency-key").map(|value| String::from_utf8_lossy(value.as_bytes()));
     let mut batch = batch;
     for request in batch.iter_mut() {
-        request.data = request_data(&app, auth.clone(), &ip);
+        request.data = request_data(&app, auth.clone(), &ip, idempotency_key.as_deref());
     }
     let response = match tokio::time::timeout(settings.execution_timeout, schema.execute_batch(batch)).await {
         Ok(response) => response,
@@ -272,7 +279,7 @@ async fn graphql_get(
         return Ok(refusal);
     }
     let mut request = request;
-    request.data = request_data(&app, auth, &ip);
+    request.data = request_data(&app, auth, &ip, None);
     let response = match tokio::time::timeout(app.settings.execution_timeout, schema.execute(request)).await {
         Ok(response) => response,
         Err(_) => return Ok(timed_out()),

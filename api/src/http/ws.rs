@@ -14,8 +14,20 @@
 //! The socket authenticates once, with `{"authorization": "Bearer <token>"}`
 //! in the `connection_init` payload, and is closed when that token expires so
 //! the app reconnects with a fresh one.
+//!
+//! Limits: WS_MAX_CONNECTIONS_PER_USER sockets per person on one instance
+//! (another is closed with 1008), WS_MAX_OPERATIONS running operations per
+//! socket (another gets an `error` with LIMIT_EXCEEDED), and a client that
+//! stops reading is closed (1008) once a message has waited WS_SEND_TIMEOUT,
+//! instead of the server buffering for it without bound. Its subscriptions
+//! resume from their cursors when it reconnects.
 
-use std::{collections::HashMap, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
@@ -42,6 +54,41 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const OUTGOING_BUFFER: usize = 64;
 /// How often the legacy protocol's keep-alive is sent.
 const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The WebSockets each person holds open on this instance.
+#[derive(Default)]
+pub struct OpenSockets(Arc<Mutex<HashMap<i64, usize>>>);
+
+/// One counted socket; dropping it frees the place.
+struct SocketSlot {
+    open: Arc<Mutex<HashMap<i64, usize>>>,
+    user_id: i64,
+}
+
+impl OpenSockets {
+    fn claim(&self, user_id: i64, max: usize) -> Option<SocketSlot> {
+        let mut open = self.0.lock().ok()?;
+        let count = open.entry(user_id).or_default();
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SocketSlot { open: self.0.clone(), user_id })
+    }
+}
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(count) = open.get_mut(&self.user_id)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.user_id);
+            }
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Protocol {
@@ -130,6 +177,7 @@ struct Connection {
     protocol: Protocol,
     client_ip: String,
     principal: Option<Principal>,
+    slot: Option<SocketSlot>,
     expires_in: Option<Pin<Box<Sleep>>>,
     operations: HashMap<String, (u64, JoinHandle<()>)>,
     started: u64,
@@ -147,6 +195,7 @@ impl Connection {
             protocol,
             client_ip,
             principal: None,
+            slot: None,
             expires_in: None,
             operations: HashMap::new(),
             started: 0,
@@ -194,14 +243,20 @@ impl Connection {
             operation.abort();
         }
         if let Some(reason) = close {
-            let _ = self.session.close(Some(reason)).await;
+            // A client that stopped reading cannot take the close frame either.
+            let _ = tokio::time::timeout(self.app.settings.ws_send_timeout, self.session.close(Some(reason))).await;
         }
     }
 
     async fn send_json(&mut self, message: Value) -> Flow {
-        match self.session.text(message.to_string()).await {
-            Ok(()) => Flow::Continue,
-            Err(_) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
+        let timeout = self.app.settings.ws_send_timeout;
+        match tokio::time::timeout(timeout, self.session.text(message.to_string())).await {
+            Ok(Ok(())) => Flow::Continue,
+            Ok(Err(_)) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
+            Err(_) => {
+                tracing::info!("closing a WebSocket whose client stopped reading");
+                Flow::Close(CloseReason { code: CloseCode::Policy, description: Some("too slow to read".into()) })
+            }
         }
     }
 
@@ -273,6 +328,14 @@ impl Connection {
             }
             return Flow::Close(close_reason(4403, "Forbidden"));
         };
+        let Some(slot) = self.app.open_sockets.claim(principal.user_id, self.app.settings.ws_max_connections_per_user)
+        else {
+            return Flow::Close(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("too many connections for this account".into()),
+            });
+        };
+        self.slot = Some(slot);
         let remaining = (expires_at - Utc::now()).to_std().unwrap_or_default();
         self.expires_in = Some(Box::pin(tokio::time::sleep(remaining)));
         self.principal = Some(principal);
@@ -293,9 +356,15 @@ impl Connection {
         if self.operations.contains_key(&id) {
             return Flow::Close(close_reason(4409, &format!("Subscriber for {id} already exists")));
         }
+        let max_operations = self.app.settings.ws_max_operations;
+        if self.operations.len() >= max_operations {
+            let message = format!("at most {max_operations} operations at once on one connection");
+            let refusal = json!([{ "message": message, "extensions": { "code": "LIMIT_EXCEEDED" } }]);
+            return self.send_json(json!({ "id": id, "type": "error", "payload": refusal })).await;
+        }
         // Operations over the socket draw from the same bucket as over HTTP.
         let caller = Caller::User(principal);
-        let bucket = format!("caller:{}", caller.rate_key());
+        let bucket = format!("caller:{}", caller.key());
         if let Err(retry_after) = self.app.limiter.check(&bucket, self.app.settings.caller_limit(), 1).await {
             let message = format!("too many requests, retry in {retry_after} s");
             let refusal =
@@ -303,7 +372,7 @@ impl Connection {
             return self.send_json(json!({ "id": id, "type": "error", "payload": refusal })).await;
         }
         let mut request = request;
-        request.data = request_data(&self.app, Auth::Authenticated(caller), &self.client_ip);
+        request.data = request_data(&self.app, Auth::Authenticated(caller), &self.client_ip, None);
         let schema = self.schema.clone();
         let outgoing = self.outgoing.clone();
         let operation_id = id.clone();

@@ -1,9 +1,13 @@
 use async_graphql::{Context, ID, Object, Result};
 
 use super::{service, types::*};
-use crate::graphql::{
-    ContextExt,
-    ids::{self, Kind},
+use crate::{
+    error::ApiError,
+    graphql::{
+        ContextExt,
+        ids::{self, Kind},
+    },
+    idempotency::{self, Claim, Outcome},
 };
 
 #[derive(Default)]
@@ -25,6 +29,27 @@ fn new_parcel(input: ParcelInput, unit_field: &str) -> Result<service::NewParcel
     })
 }
 
+/// Registers once per idempotency key; a replay returns the parcels the first
+/// request registered, as the caller sees them now.
+async fn register(
+    ctx: &Context<'_>,
+    claim: Option<&Claim>,
+    parcels: Vec<service::NewParcel>,
+    bulk: bool,
+) -> Result<Vec<entity::parcel::Model>> {
+    let (app, caller) = (ctx.app(), ctx.caller()?);
+    match idempotency::once(app, claim, async || service::register(app, caller, parcels, bulk, claim).await).await? {
+        Outcome::Created(parcels) => Ok(parcels),
+        Outcome::Replayed(ids) => {
+            let mut parcels = Vec::with_capacity(ids.len());
+            for id in ids {
+                parcels.push(service::find(&app.db, caller, id).await?);
+            }
+            Ok(parcels)
+        }
+    }
+}
+
 fn payload(parcel: entity::parcel::Model) -> ParcelPayload {
     ParcelPayload { parcel: Parcel(parcel) }
 }
@@ -34,22 +59,32 @@ impl ParcelMutation {
     /// Log a parcel at the desk (front desk, or an integrator with
     /// `parcels:write`). With a unit it waits for pickup and the residents get
     /// its code at once; without one it is UNIDENTIFIED.
-    async fn register_parcel(&self, ctx: &Context<'_>, input: ParcelInput) -> Result<ParcelPayload> {
-        let parcel = new_parcel(input, "unitId")?;
-        let mut registered = service::register(ctx.app(), ctx.caller()?, vec![parcel], false).await?;
-        let parcel = registered.pop().ok_or_else(|| crate::error::ApiError::Internal("nothing registered".into()))?;
+    async fn register_parcel(&self, ctx: &Context<'_>, mut input: ParcelInput) -> Result<ParcelPayload> {
+        let claim = Claim::of(ctx, ctx.caller()?, input.client_mutation_id.take().as_deref())?;
+        let parcels = register(ctx, claim.as_ref(), vec![new_parcel(input, "unitId")?], false).await?;
+        let parcel = parcels.into_iter().next().ok_or_else(|| ApiError::Internal("nothing registered".into()))?;
         Ok(payload(parcel))
     }
 
     /// Log up to 100 parcels at once, all or nothing.
     async fn register_parcels(&self, ctx: &Context<'_>, input: RegisterParcelsInput) -> Result<RegisterParcelsPayload> {
+        let claim = Claim::of(ctx, ctx.caller()?, input.client_mutation_id.as_deref())?;
         let parcels = input
             .parcels
             .into_iter()
             .enumerate()
-            .map(|(index, parcel)| new_parcel(parcel, &format!("parcels.{index}.unitId")))
+            .map(|(index, parcel)| {
+                if parcel.client_mutation_id.is_some() {
+                    return Err(ApiError::bad_input(
+                        format!("parcels.{index}.clientMutationId"),
+                        "set clientMutationId on the registration, not on each parcel",
+                    )
+                    .into());
+                }
+                new_parcel(parcel, &format!("parcels.{index}.unitId"))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let registered = service::register(ctx.app(), ctx.caller()?, parcels, true).await?;
+        let registered = register(ctx, claim.as_ref(), parcels, true).await?;
         Ok(RegisterParcelsPayload { parcels: registered.into_iter().map(Parcel).collect() })
     }
 
@@ -59,7 +94,7 @@ impl ParcelMutation {
     async fn pick_up_parcel(&self, ctx: &Context<'_>, input: PickUpParcelInput) -> Result<ParcelPayload> {
         let (app, caller) = (ctx.app(), ctx.caller()?);
         // Besides the per-parcel lock: one caller guessing across many parcels.
-        app.limiter.admit(&format!("code:{}", caller.rate_key()), app.settings.code_limit(), 1).await?;
+        app.limiter.admit(&format!("code:{}", caller.key()), app.settings.code_limit(), 1).await?;
         let parcel =
             service::pick_up(app, caller, parcel_id(&input.parcel_id)?, &input.pickup_code, input.collector_name)
                 .await?;

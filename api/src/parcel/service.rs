@@ -26,6 +26,7 @@ use crate::{
     error::{ApiError, ApiResult, is_unique_violation},
     events::{self, NewEvent},
     graphql::pagination::{self, Page, PageRequest},
+    idempotency::Claim,
     property::{scope, service as property},
     validate,
 };
@@ -257,6 +258,7 @@ pub async fn register(
     caller: &Caller,
     parcels: Vec<NewParcel>,
     bulk: bool,
+    claim: Option<&Claim>,
 ) -> ApiResult<Vec<parcel::Model>> {
     let handler = handler(caller)?;
     let community_id = handler.community_id()?;
@@ -347,6 +349,9 @@ pub async fn register(
         })?;
         announce(&txn, &parcel, "REGISTERED").await?;
         registered.push(parcel);
+    }
+    if let Some(claim) = claim {
+        claim.record(&txn, &registered.iter().map(|parcel| parcel.id).collect::<Vec<_>>()).await?;
     }
     txn.commit().await?;
     app.events.committed();

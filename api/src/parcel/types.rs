@@ -153,6 +153,11 @@ pub struct ParcelInput {
     pub unit_id: Option<ID>,
     /// Shelf or locker, up to 50 characters.
     pub location: Option<String>,
+    /// registerParcel: an idempotency key (like the Idempotency-Key header,
+    /// which it overrides): a retry with the same key and input returns the
+    /// parcel the first attempt registered; with other input it is a CONFLICT.
+    /// In registerParcels, set it on the registration instead.
+    pub client_mutation_id: Option<String>,
 }
 
 #[derive(SimpleObject)]
@@ -164,6 +169,8 @@ pub struct ParcelPayload {
 #[derive(InputObject)]
 pub struct RegisterParcelsInput {
     pub parcels: Vec<ParcelInput>,
+    /// An idempotency key for the whole registration, as on registerParcel.
+    pub client_mutation_id: Option<String>,
 }
 
 #[derive(SimpleObject)]

@@ -1,9 +1,13 @@
 use async_graphql::{Context, Object, Result};
 
 use super::{photos, service, types::*};
-use crate::graphql::{
-    ContextExt,
-    ids::{self, Kind},
+use crate::{
+    error::ApiError,
+    graphql::{
+        ContextExt,
+        ids::{self, Kind},
+    },
+    idempotency::{self, Claim, Outcome},
 };
 
 #[derive(Default)]
@@ -27,29 +31,40 @@ impl RepairMutation {
         ctx: &Context<'_>,
         input: SubmitRepairOrderInput,
     ) -> Result<RepairOrderPayload> {
-        let principal = ctx.principal()?;
-        let app = ctx.app();
-        let decode =
-            |id: Option<async_graphql::ID>, kind, field| id.map(|id| ids::decode(kind, &id, field)).transpose();
-        let submission = service::Submission {
-            unit_id: decode(input.unit_id, Kind::Unit, "unitId")?,
-            building_id: decode(input.building_id, Kind::Building, "buildingId")?,
-            resident_id: decode(input.resident_id, Kind::User, "residentId")?,
-            channel: input.channel.map(Into::into),
-            category: input.category.into(),
-            description: input.description,
-            priority: input.priority.into(),
-            preferred_visit_at: input.preferred_visit_at,
-            contact_phone: input.contact_phone,
-            photos: photos::accept(
-                ctx,
-                input.photos.unwrap_or_default(),
-                app.settings.repair_max_photos,
-                app.settings.repair_max_photo_bytes,
-            )
-            .await?,
+        let (app, caller, principal) = (ctx.app(), ctx.caller()?, ctx.principal()?);
+        let claim = Claim::of(ctx, caller, input.client_mutation_id.as_deref())?;
+        let outcome = idempotency::once(app, claim.as_ref(), async || {
+            let decode =
+                |id: Option<async_graphql::ID>, kind, field| id.map(|id| ids::decode(kind, &id, field)).transpose();
+            let submission = service::Submission {
+                unit_id: decode(input.unit_id, Kind::Unit, "unitId")?,
+                building_id: decode(input.building_id, Kind::Building, "buildingId")?,
+                resident_id: decode(input.resident_id, Kind::User, "residentId")?,
+                channel: input.channel.map(Into::into),
+                category: input.category.into(),
+                description: input.description,
+                priority: input.priority.into(),
+                preferred_visit_at: input.preferred_visit_at,
+                contact_phone: input.contact_phone,
+                photos: photos::accept(
+                    ctx,
+                    input.photos.unwrap_or_default(),
+                    app.settings.repair_max_photos,
+                    app.settings.repair_max_photo_bytes,
+                )
+                .await?,
+            };
+            service::submit(app, principal, submission, claim.as_ref()).await
+        })
+        .await?;
+        let order = match outcome {
+            Outcome::Created(order) => order,
+            Outcome::Replayed(ids) => {
+                let id = ids.first().copied().ok_or_else(|| ApiError::Internal("empty idempotent result".into()))?;
+                service::find(&app.db, principal, id).await?
+            }
         };
-        Ok(payload(service::submit(app, principal, submission).await?))
+        Ok(payload(order))
     }
 
     /// Dispatch an order to a technician, or re-dispatch it (supervisor,

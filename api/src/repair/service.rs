@@ -26,6 +26,7 @@ use crate::{
     error::{ApiError, ApiResult},
     events::{self, NewEvent},
     graphql::pagination::{self, Page, PageRequest},
+    idempotency::Claim,
     property::{scope, service as property},
     validate,
 };
@@ -345,7 +346,12 @@ async fn current_resident(db: &impl ConnectionTrait, unit_id: i64, user_id: i64)
 }
 
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
-pub async fn submit(app: &AppContext, principal: &Principal, submission: Submission) -> ApiResult<repair_order::Model> {
+pub async fn submit(
+    app: &AppContext,
+    principal: &Principal,
+    submission: Submission,
+    claim: Option<&Claim>,
+) -> ApiResult<repair_order::Model> {
     let description = validate::text(&submission.description, "description", 2000)?;
     let now = Utc::now();
     if let Some(at) = submission.preferred_visit_at
@@ -409,6 +415,9 @@ pub async fn submit(app: &AppContext, principal: &Principal, submission: Submiss
         let change =
             Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
         record(&txn, &order, None, Some(RepairState::Submitted), change, now).await?;
+        if let Some(claim) = claim {
+            claim.record(&txn, &[order.id]).await?;
+        }
         txn.commit().await?;
         Ok::<_, ApiError>(order)
     }

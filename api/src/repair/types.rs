@@ -328,6 +328,10 @@ pub struct SubmitRepairOrderInput {
     pub contact_phone: Option<String>,
     /// Up to 6 JPEG, PNG or WebP images of at most 5 MiB each (multipart upload).
     pub photos: Option<Vec<Upload>>,
+    /// An idempotency key (like the Idempotency-Key header, which it
+    /// overrides): a retry with the same key and input returns the order the
+    /// first attempt created; with other input it is a CONFLICT.
+    pub client_mutation_id: Option<String>,
 }
 
 #[derive(SimpleObject)]
