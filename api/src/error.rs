@@ -17,6 +17,8 @@ pub enum ApiError {
     Conflict(String),
     #[error("too many attempts, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Shown as "internal error", or as SERVICE_UNAVAILABLE (worth a retry)
+    /// while the database cannot be reached.
     #[error("internal error")]
     Database(#[from] DbErr),
     #[error("internal error")]
@@ -42,6 +44,7 @@ impl ApiError {
             Self::BadInput { .. } => "BAD_USER_INPUT",
             Self::Conflict(_) => "CONFLICT",
             Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::Database(err) if is_unavailable(err) => "SERVICE_UNAVAILABLE",
             Self::Database(_) | Self::Internal(_) => "INTERNAL",
         }
     }
@@ -50,11 +53,16 @@ impl ApiError {
 impl ErrorExtensions for ApiError {
     fn extend(&self) -> async_graphql::Error {
         match self {
+            Self::Database(err) if is_unavailable(err) => tracing::warn!(error = %err, "database unreachable"),
             Self::Database(err) => tracing::error!(error = %err, "database error"),
             Self::Internal(detail) => tracing::error!(%detail, "internal error"),
             _ => {}
         }
-        async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
+        let message = match self {
+            Self::Database(err) if is_unavailable(err) => "temporarily unavailable, retry shortly".to_owned(),
+            _ => self.to_string(),
+        };
+        async_graphql::Error::new(message).extend_with(|_, ext| {
             ext.set("code", self.code());
             match self {
                 Self::BadInput { field, .. } => ext.set("field", field.as_str()),
@@ -75,4 +83,18 @@ impl From<ApiError> for async_graphql::Error {
 /// for the same natural key, which is a conflict rather than a fault.
 pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// The database could not be reached (down, restarting, pool exhausted), as
+/// opposed to a statement that failed: the request may succeed when retried.
+pub fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error as SqlxError};
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => matches!(
+            err.as_ref(),
+            SqlxError::Io(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed | SqlxError::WorkerCrashed
+        ),
+        _ => false,
+    }
 }
