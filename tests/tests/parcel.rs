@@ -885,6 +885,29 @@ async fn illegal_transitions_are_conflicts() {
     assert_eq!(read(&app, &desk, &picked).await["status"], "PICKED_UP");
 }
 
+#[tokio::test]
+async fn a_change_made_against_a_stale_version_is_a_conflict_and_changes_nothing() {
+    let app = spawn_app().await;
+    let (desk, tenant) = (app.token("front_desk").await, app.token("tenant").await);
+    let parcel_id = register_for(&app, &desk, "1-102", "VER-1").await;
+    let version = read(&app, &desk, &parcel_id).await["version"].as_i64().expect("version");
+    // The resident authorises a collector meanwhile: the parcel moves on.
+    let authorize = "mutation($id: ID!, $v: Int) { authorizeParcelCollector(input: {parcelId: $id, name: \"王师傅\", expectedVersion: $v}) { parcel { version } } }";
+    let body = app.graphql(Some(&tenant), authorize, json!({ "id": parcel_id, "v": version })).await;
+    assert_eq!(body["data"]["authorizeParcelCollector"]["parcel"]["version"], version + 1, "{body}");
+
+    let stale = json!({ "id": parcel_id, "v": version });
+    let returned = "mutation($id: ID!, $v: Int) { returnParcel(input: {parcelId: $id, reason: \"破损\", expectedVersion: $v}) { parcel { status } } }";
+    assert_error(&app.graphql(Some(&desk), returned, stale.clone()).await, "CONFLICT", "return at a stale version");
+    assert_error(&app.graphql(Some(&tenant), authorize, stale).await, "CONFLICT", "authorise at a stale version");
+    let now = read(&app, &desk, &parcel_id).await;
+    assert_eq!((now["status"].as_str(), now["version"].as_i64()), (Some("WAITING"), Some(version + 1)));
+
+    let current = json!({ "id": parcel_id, "v": version + 1 });
+    let body = app.graphql(Some(&desk), returned, current).await;
+    assert_eq!(body["data"]["returnParcel"]["parcel"]["status"], "RETURNED", "{body}");
+}
+
 // ---------------------------------------------------------------------------
 // 5. Reminders
 // ---------------------------------------------------------------------------

@@ -104,13 +104,22 @@ impl ParcelMutation {
     /// Give an unidentified parcel its unit (front desk, or a butler for their buildings).
     async fn identify_parcel(&self, ctx: &Context<'_>, input: IdentifyParcelInput) -> Result<ParcelPayload> {
         let unit_id = ids::decode(Kind::Unit, &input.unit_id, "unitId")?;
-        Ok(payload(service::identify(ctx.app(), ctx.caller()?, parcel_id(&input.parcel_id)?, unit_id).await?))
+        Ok(payload(
+            service::identify(ctx.app(), ctx.caller()?, parcel_id(&input.parcel_id)?, input.expected_version, unit_id)
+                .await?,
+        ))
     }
 
     /// Send a parcel back to the post office or carrier (front desk).
     async fn return_parcel(&self, ctx: &Context<'_>, input: ReturnParcelInput) -> Result<ParcelPayload> {
-        let parcel =
-            service::return_to_sender(ctx.app(), ctx.caller()?, parcel_id(&input.parcel_id)?, &input.reason).await?;
+        let parcel = service::return_to_sender(
+            ctx.app(),
+            ctx.caller()?,
+            parcel_id(&input.parcel_id)?,
+            input.expected_version,
+            &input.reason,
+        )
+        .await?;
         Ok(payload(parcel))
     }
 
@@ -120,13 +129,21 @@ impl ParcelMutation {
         ctx: &Context<'_>,
         input: AuthorizeParcelCollectorInput,
     ) -> Result<ParcelPayload> {
-        let parcel =
-            service::authorize_collector(ctx.app(), ctx.caller()?, parcel_id(&input.parcel_id)?, &input.name).await?;
+        let parcel = service::authorize_collector(
+            ctx.app(),
+            ctx.caller()?,
+            parcel_id(&input.parcel_id)?,
+            input.expected_version,
+            &input.name,
+        )
+        .await?;
         Ok(payload(parcel))
     }
 
     /// Release a parcel locked after wrong pickup codes (front desk, after review).
     async fn unlock_parcel(&self, ctx: &Context<'_>, input: UnlockParcelInput) -> Result<ParcelPayload> {
-        Ok(payload(service::unlock(ctx.app(), ctx.caller()?, parcel_id(&input.parcel_id)?).await?))
+        Ok(payload(
+            service::unlock(ctx.app(), ctx.caller()?, parcel_id(&input.parcel_id)?, input.expected_version).await?,
+        ))
     }
 }

@@ -78,6 +78,23 @@ pub async fn find(db: &impl ConnectionTrait, caller: &Caller, id: i64) -> ApiRes
     parcel::Entity::find_by_id(id).filter(visible(caller)).one(db).await?.ok_or(ApiError::NotFound("parcel"))
 }
 
+/// [`find`], refusing with CONFLICT when the caller acts on a version other
+/// than the current one (someone else changed the parcel meanwhile).
+async fn find_at(
+    db: &impl ConnectionTrait,
+    caller: &Caller,
+    id: i64,
+    expected_version: Option<i32>,
+) -> ApiResult<parcel::Model> {
+    let parcel = find(db, caller, id).await?;
+    match expected_version {
+        Some(expected) if expected != parcel.version => {
+            Err(ApiError::conflict(format!("the parcel changed: it is at version {}, not {expected}", parcel.version)))
+        }
+        _ => Ok(parcel),
+    }
+}
+
 /// Who registers and hands over parcels: the front desk (supervisors and
 /// managers too), or an integrator with `parcels:write`.
 enum Handler<'a> {
@@ -498,6 +515,7 @@ pub async fn authorize_collector(
     app: &AppContext,
     caller: &Caller,
     parcel_id: i64,
+    expected_version: Option<i32>,
     name: &str,
 ) -> ApiResult<parcel::Model> {
     let Caller::User(principal) = caller else { return Err(ApiError::Forbidden) };
@@ -505,16 +523,21 @@ pub async fn authorize_collector(
         return Err(ApiError::Forbidden);
     }
     let name = validate::text(name, "name", 50)?;
-    let parcel = find(&app.db, caller, parcel_id).await?;
+    let parcel = find_at(&app.db, caller, parcel_id, expected_version).await?;
     require_status(&parcel, &[ParcelStatus::Waiting], "authorise a collector for")?;
     let update = parcel::ActiveModel { authorized_collector: Set(Some(name)), ..Default::default() };
     commit_change(app, &parcel, update, None).await
 }
 
 /// Staff review of a parcel locked after wrong codes.
-pub async fn unlock(app: &AppContext, caller: &Caller, parcel_id: i64) -> ApiResult<parcel::Model> {
+pub async fn unlock(
+    app: &AppContext,
+    caller: &Caller,
+    parcel_id: i64,
+    expected_version: Option<i32>,
+) -> ApiResult<parcel::Model> {
     staff(caller, Action::HandleParcels)?;
-    let parcel = find(&app.db, caller, parcel_id).await?;
+    let parcel = find_at(&app.db, caller, parcel_id, expected_version).await?;
     if parcel.locked_at.is_none() {
         return Err(ApiError::conflict("the parcel is not locked"));
     }
@@ -524,12 +547,18 @@ pub async fn unlock(app: &AppContext, caller: &Caller, parcel_id: i64) -> ApiRes
 
 /// Gives an unidentified parcel its unit: it starts waiting and the residents are told.
 #[tracing::instrument(skip(app, caller))]
-pub async fn identify(app: &AppContext, caller: &Caller, parcel_id: i64, unit_id: i64) -> ApiResult<parcel::Model> {
+pub async fn identify(
+    app: &AppContext,
+    caller: &Caller,
+    parcel_id: i64,
+    expected_version: Option<i32>,
+    unit_id: i64,
+) -> ApiResult<parcel::Model> {
     let principal = match caller {
         Caller::User(principal) if principal.role == Role::Butler => principal,
         _ => staff(caller, Action::HandleParcels)?,
     };
-    let parcel = find(&app.db, caller, parcel_id).await?;
+    let parcel = find_at(&app.db, caller, parcel_id, expected_version).await?;
     require_status(&parcel, &[ParcelStatus::Unidentified], "identify")?;
     let unit = property::find_unit(&app.db, principal, unit_id).await?;
     let code = new_pickup_code(&app.db, parcel.community_id, &mut HashSet::new()).await?;
@@ -549,11 +578,12 @@ pub async fn return_to_sender(
     app: &AppContext,
     caller: &Caller,
     parcel_id: i64,
+    expected_version: Option<i32>,
     reason: &str,
 ) -> ApiResult<parcel::Model> {
     staff(caller, Action::HandleParcels)?;
     let reason = validate::text(reason, "reason", 500)?;
-    let parcel = find(&app.db, caller, parcel_id).await?;
+    let parcel = find_at(&app.db, caller, parcel_id, expected_version).await?;
     require_status(&parcel, &[ParcelStatus::Waiting, ParcelStatus::Unidentified], "return")?;
     let update = parcel::ActiveModel {
         status: Set(ParcelStatus::Returned),

@@ -191,6 +191,8 @@ pub struct PickUpParcelInput {
 pub struct IdentifyParcelInput {
     pub parcel_id: ID,
     pub unit_id: ID,
+    /// Refuse with CONFLICT unless the parcel is still at this version.
+    pub expected_version: Option<i32>,
 }
 
 #[derive(InputObject)]
@@ -198,6 +200,8 @@ pub struct ReturnParcelInput {
     pub parcel_id: ID,
     /// Why it goes back, 1–500 characters.
     pub reason: String,
+    /// Refuse with CONFLICT unless the parcel is still at this version.
+    pub expected_version: Option<i32>,
 }
 
 #[derive(InputObject)]
@@ -205,11 +209,15 @@ pub struct AuthorizeParcelCollectorInput {
     pub parcel_id: ID,
     /// The name the collector will sign with, 1–50 characters.
     pub name: String,
+    /// Refuse with CONFLICT unless the parcel is still at this version.
+    pub expected_version: Option<i32>,
 }
 
 #[derive(InputObject)]
 pub struct UnlockParcelInput {
     pub parcel_id: ID,
+    /// Refuse with CONFLICT unless the parcel is still at this version.
+    pub expected_version: Option<i32>,
 }
 
 #[derive(InputObject, Default)]
