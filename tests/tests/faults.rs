@@ -1,10 +1,11 @@
-//! PostgreSQL going away under load, against the real server: requests fail
-//! cleanly and quickly with SERVICE_UNAVAILABLE while it is gone, /readyz
-//! says so, and the server recovers by itself, subscriptions included, once
-//! it is back. The outage is staged with a TCP proxy between the server and
-//! PostgreSQL that drops every connection and refuses new ones, so the shared
-//! database keeps serving the other tests. (Redis outages are covered with the
-//! event delivery tests.) Runs when TEST_DATABASE_URL is set, as in CI.
+//! PostgreSQL or Redis going away, against the real server. Without
+//! PostgreSQL requests fail cleanly and quickly with SERVICE_UNAVAILABLE,
+//! /readyz says so, and the server recovers by itself, subscriptions
+//! included, once it is back. Without Redis the API keeps serving and,
+//! when it is back, events committed meanwhile reach the other instances.
+//! Each outage is staged with a TCP proxy in front of the service that drops
+//! every connection and refuses new ones, so the shared services keep serving
+//! the other tests. Runs when TEST_DATABASE_URL / TEST_REDIS_URL are set, as in CI.
 
 use std::{
     net::SocketAddr,
@@ -26,7 +27,7 @@ use tokio::{
 const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"水管爆了\"}) { repairOrder { id } } }";
 const EVENTS: &str = "subscription { repairOrderEvents { cursor kind occurredAt repairOrder { id } } }";
 
-/// Forwards TCP connections to PostgreSQL until told to cut them.
+/// Forwards TCP connections to a service until told to cut them.
 struct Proxy {
     addr: SocketAddr,
     up: Arc<AtomicBool>,
@@ -57,7 +58,7 @@ impl Proxy {
         Self { addr, up, links }
     }
 
-    /// PostgreSQL "stops": open connections break, new ones are refused.
+    /// The service "stops": open connections break, new ones are refused.
     fn cut(&self) {
         self.up.store(false, Ordering::SeqCst);
         for link in self.links.lock().expect("links").drain(..) {
@@ -70,7 +71,7 @@ impl Proxy {
     }
 }
 
-/// A `postgres://user@host:port/db` URL split around its `host:port`.
+/// A `scheme://user@host:port/path` URL split around its `host:port`.
 fn split_url(url: &str) -> (&str, &str, &str) {
     let scheme_end = url.find("://").map_or(0, |at| at + 3);
     let host_start = url[scheme_end..].rfind('@').map_or(scheme_end, |at| scheme_end + at + 1);
@@ -140,4 +141,46 @@ async fn a_postgres_outage_fails_requests_cleanly_and_the_server_recovers_by_its
     // The subscription opened before the outage delivers again.
     let event = office.next_event_within(Duration::from_secs(10)).await;
     assert_eq!((event["kind"].as_str(), &event["repairOrder"]["id"]), (Some("SUBMITTED"), &order));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_the_api_serves_and_events_reach_other_instances_once_it_is_back() {
+    let Ok(redis_url) = std::env::var("TEST_REDIS_URL") else {
+        eprintln!("TEST_REDIS_URL is not set: the outage is staged against Redis only");
+        return;
+    };
+    let (before, redis, after) = split_url(&redis_url);
+    let proxy = Proxy::start(redis.to_owned()).await;
+    let proxied_url = format!("{before}{}{after}", proxy.addr);
+    // Only the Redis doorbell wakes the relays, so delivery across instances
+    // shows whether it works.
+    let a = spawn_app_with(|settings| {
+        settings.redis_url = Some(proxied_url);
+        settings.event_poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let b = a.peer(|_| {}).await;
+    let owner = a.token("owner").await;
+    let supervisor = a.token("supervisor").await;
+    let unit = id_of("unit", a.home.unit("1-101").id);
+    let mut on_b = Subscriber::open(&b, &supervisor, "supervisor on B", EVENTS, "repairOrderEvents", None).await;
+    let mut on_a = Subscriber::open(&a, &supervisor, "supervisor on A", EVENTS, "repairOrderEvents", None).await;
+    let first =
+        a.data(Some(&owner), SUBMIT, json!({ "unit": unit })).await["submitRepairOrder"]["repairOrder"]["id"].clone();
+    assert_eq!(on_b.next_event().await["repairOrder"]["id"], first, "delivery across instances works");
+    assert_eq!(on_a.next_event().await["repairOrder"]["id"], first);
+
+    proxy.cut();
+    let during =
+        a.data(Some(&owner), SUBMIT, json!({ "unit": unit })).await["submitRepairOrder"]["repairOrder"]["id"].clone();
+    assert_eq!(on_a.next_event().await["repairOrder"]["id"], during, "the instance that committed still delivers");
+
+    proxy.restore();
+    // B re-subscribes to the doorbell within a few seconds and catches up.
+    let event = on_b.next_event_within(Duration::from_secs(10)).await;
+    assert_eq!(event["repairOrder"]["id"], during, "nothing committed during the outage is lost");
+    let later =
+        a.data(Some(&owner), SUBMIT, json!({ "unit": unit })).await["submitRepairOrder"]["repairOrder"]["id"].clone();
+    assert_eq!(on_b.next_event_within(Duration::from_secs(5)).await["repairOrder"]["id"], later);
+    on_b.expect_quiet(Duration::from_millis(300)).await;
 }
