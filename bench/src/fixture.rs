@@ -1,0 +1,292 @@
+//! The database each scenario runs on (a fresh SQLite file, or a fresh
+//! PostgreSQL schema), its demo data, and the server processes under test.
+
+use std::{
+    net::TcpListener,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use api::config::Settings;
+use entity::repair_order;
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+use crate::Db;
+
+const JWT_SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
+/// Limits no benchmark client should hit: they measure throughput, not abuse.
+const UNLIMITED: &str = "1000000000";
+
+pub struct Fixture {
+    pub settings: Settings,
+    db: DatabaseConnection,
+    _dir: tempfile::TempDir,
+}
+
+/// What a scenario needs to know of the seeded data.
+pub struct Seeded {
+    pub owner_id: i64,
+    pub owner_token: String,
+    pub unit_id: i64,
+    pub building_id: i64,
+    pub community_id: i64,
+}
+
+impl Fixture {
+    pub async fn create(db: Db) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            database_url: format!("sqlite://{}/bench.db?mode=rwc", dir.path().display()),
+            jwt_secret: Some(JWT_SECRET.into()),
+            ..Settings::default()
+        };
+        if let Db::Postgres = db {
+            let url = std::env::var("BENCH_DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+            let schema = format!("bench_{:08x}", rand::random::<u32>());
+            let admin = Database::connect(url.clone()).await.expect("connect to PostgreSQL");
+            admin.execute_unprepared(&format!("CREATE SCHEMA {schema}")).await.expect("create schema");
+            settings.database_url = url;
+            settings.database_schema = Some(schema);
+        }
+        let db = api::connect_database(&settings).await.expect("database");
+        Self { settings, db, _dir: dir }
+    }
+
+    pub fn describe(&self) -> String {
+        match &self.settings.database_schema {
+            Some(schema) => format!("PostgreSQL (schema {schema})"),
+            None => "SQLite (WAL)".to_owned(),
+        }
+    }
+
+    /// The environment a server process reads its settings from.
+    fn env(&self, bind: &str) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("BIND", bind.to_owned()),
+            ("DATABASE_URL", self.settings.database_url.clone()),
+            ("DATA_DIR", self.settings.data_dir.display().to_string()),
+            ("JWT_SECRET", JWT_SECRET.to_owned()),
+            ("WORKERS", "1".to_owned()),
+            ("LOG_LEVEL", "warn".to_owned()),
+            ("ACCESS_TOKEN_TTL", "2h".to_owned()),
+            ("WS_MAX_CONNECTIONS_PER_USER", UNLIMITED.to_owned()),
+        ];
+        if let Some(schema) = &self.settings.database_schema {
+            env.push(("DATABASE_SCHEMA", schema.clone()));
+        }
+        if let Ok(redis) = std::env::var("BENCH_REDIS_URL") {
+            env.push(("REDIS_URL", redis));
+        }
+        let mut env: Vec<(String, String)> = env.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+        for limit in ["IP", "CALLER", "AUTH", "CODE"] {
+            env.push((format!("RATE_LIMIT_{limit}_PER_MINUTE"), UNLIMITED.to_owned()));
+            env.push((format!("RATE_LIMIT_{limit}_BURST"), UNLIMITED.to_owned()));
+        }
+        env
+    }
+
+    /// Seeds the demo community (once) and `orders` repair orders by the
+    /// owner of two units, every other one assigned to the technician.
+    pub async fn seed_orders(&self, server: &Child, orders: usize) -> Seeded {
+        let community = api::demo::seed_community(&self.db, api::demo::DEMO_COMMUNITY, "138").await.expect("seed");
+        let owner = community.account("owner");
+        let http = reqwest::Client::new();
+        let token = |phone: String| {
+            let http = http.clone();
+            let url = server.url("/graphql");
+            async move {
+                let body: Value = http
+                    .post(url)
+                    .json(&json!({
+                        "query": "mutation($phone: String!, $password: String!) { login(input: {phone: $phone, password: $password}) { accessToken } }",
+                        "variables": { "phone": phone, "password": api::demo::DEMO_PASSWORD },
+                    }))
+                    .send()
+                    .await
+                    .expect("login")
+                    .json()
+                    .await
+                    .expect("login body");
+                body["data"]["login"]["accessToken"].as_str().expect("access token").to_owned()
+            }
+        };
+        let owner_token = token(owner.phone.clone()).await;
+        let supervisor_token = token(community.account("supervisor").phone.clone()).await;
+        let technician = format!("usr_{}", community.account("technician").user_id);
+        let units = [community.unit("1-101"), community.unit("2-201")];
+        for n in 0..orders {
+            let unit = format!("unit_{}", units[n % 2].id);
+            let submitted = call(
+                &http,
+                &server.url("/graphql"),
+                &owner_token,
+                "mutation($unit: ID!, $d: String!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: $d}) { repairOrder { id } } }",
+                json!({ "unit": unit, "d": format!("第 {n} 号报修：厨房水龙头漏水") }),
+            )
+            .await;
+            if n % 2 == 0 {
+                let order = submitted["submitRepairOrder"]["repairOrder"]["id"].clone();
+                call(
+                    &http,
+                    &server.url("/graphql"),
+                    &supervisor_token,
+                    "mutation($order: ID!, $tech: ID!) { assignRepairOrder(input: {repairOrderId: $order, technicianId: $tech}) { repairOrder { id } } }",
+                    json!({ "order": order, "tech": technician }),
+                )
+                .await;
+            }
+        }
+        Seeded {
+            owner_id: owner.user_id,
+            owner_token,
+            unit_id: units[0].id,
+            building_id: units[0].building_id,
+            community_id: community.community.id,
+        }
+    }
+
+    pub async fn count_orders(&self) -> u64 {
+        repair_order::Entity::find().count(&self.db).await.expect("count orders")
+    }
+
+    /// SQL statements the API runs for `query` at each page size, measured on
+    /// an in-process server whose connection counts them.
+    pub async fn statements_per_page(&self, seeded: &Seeded, query: &str, sizes: &[usize]) -> Vec<u64> {
+        let counted = Arc::new(AtomicU64::new(0));
+        let mut db = api::connect_database(&self.settings).await.expect("database");
+        let counter = counted.clone();
+        db.set_metric_callback(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        });
+        let settings = Settings {
+            bind: "127.0.0.1:0".into(),
+            workers: 1,
+            event_poll_interval: Duration::from_secs(3600),
+            ..self.settings.clone()
+        };
+        let app = api::app_context(db, settings).await.expect("app");
+        let running = api::serve(app).expect("bind");
+        let url = format!("http://{}/graphql", running.addr);
+        let handle = running.server.handle();
+        tokio::spawn(running.server);
+        let http = reqwest::Client::new();
+        let mut counts = Vec::new();
+        for first in sizes {
+            let before = counted.load(Ordering::Relaxed);
+            call(&http, &url, &seeded.owner_token, query, json!({ "first": first })).await;
+            counts.push(counted.load(Ordering::Relaxed) - before);
+        }
+        handle.stop(false).await;
+        counts
+    }
+}
+
+/// Posts an operation and returns its `data`; panics on errors.
+pub async fn call(http: &reqwest::Client, url: &str, token: &str, query: &str, variables: Value) -> Value {
+    let body: Value = http
+        .post(url)
+        .bearer_auth(token)
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("JSON");
+    assert!(body.get("errors").is_none(), "{body}");
+    body["data"].clone()
+}
+
+/// A server process under test, pinned to core 0, killed when dropped.
+pub struct Child {
+    process: std::process::Child,
+    addr: String,
+}
+
+impl Child {
+    pub async fn api(fixture: &Fixture) -> Self {
+        Self::start(fixture, &["serve-api"], "/healthz").await
+    }
+
+    pub async fn baselines(fixture: &Fixture) -> Self {
+        Self::start(fixture, &["serve-baselines"], "/b0").await
+    }
+
+    async fn start(fixture: &Fixture, args: &[&str], ready_path: &str) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
+        let addr = format!("127.0.0.1:{port}");
+        let exe = std::env::current_exe().expect("own executable");
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0"]).arg(exe).args(args);
+        if args == ["serve-baselines"] {
+            command.arg(&addr);
+        }
+        let process = command
+            .envs(fixture.env(&addr))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start the server (is taskset installed?)");
+        let child = Self { process, addr };
+        let http = reqwest::Client::new();
+        for _ in 0..300 {
+            if http.get(child.url(ready_path)).send().await.is_ok_and(|r| r.status().is_success()) {
+                return child;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server on {} did not come up", child.addr);
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+pub fn pin_this_process_to_core(core: usize) {
+    let pid = std::process::id().to_string();
+    let pinned =
+        Command::new("taskset").args(["-a", "-p", "-c", &core.to_string(), &pid]).stdout(Stdio::null()).status();
+    if !pinned.is_ok_and(|status| status.success()) {
+        eprintln!("taskset unavailable: the load generator is not pinned");
+    }
+}
+
+/// 20,000 WebSockets need as many descriptors on each side: raise the limit
+/// as far as this process may (children inherit it).
+pub fn raise_file_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        let wanted = libc::rlimit { rlim_cur: 200_000, rlim_max: 200_000 };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
+            return;
+        }
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+    eprintln!("open files limited to {} per process; larger connection counts fail", limit.rlim_cur);
+}

@@ -1,0 +1,217 @@
+//! Benchmarks of the API against raw baselines on the same machine and
+//! database: `cargo run --release -p bench -- <scenario> [--db postgres]`.
+//! The server under test (the API, or the baselines) runs as a child process
+//! pinned to core 0; this load generator pins itself to core 1. Results and
+//! how to read them: bench/RESULTS.md.
+
+mod baseline;
+mod fixture;
+mod load;
+mod sockets;
+
+use std::{sync::Arc, time::Duration};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use crate::{
+    fixture::{Child, Fixture},
+    load::{Stats, ms},
+};
+
+#[derive(Parser)]
+#[command(about = "Measures the API against raw baselines")]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+    /// The database both the API and the baselines use.
+    #[arg(long, value_enum, default_value = "sqlite", global = true)]
+    db: Db,
+    /// Seconds measured per run, after the warm-up.
+    #[arg(long, default_value_t = 10, global = true)]
+    seconds: u64,
+    #[arg(long, default_value_t = 2, global = true)]
+    warmup: u64,
+    /// Runs per measurement; the median is reported.
+    #[arg(long, default_value_t = 3, global = true)]
+    runs: usize,
+    /// Concurrent HTTP clients.
+    #[arg(long, default_value_t = 32, global = true)]
+    clients: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// S1: `{ __typename }` over HTTP against B0, a plain JSON handler.
+    S1,
+    /// S2: a resident's `repairOrders(first: 20)` with unit, building and
+    /// assignee against B1, the same page from one SQL statement.
+    S2,
+    /// S3: `submitRepairOrder` against B2, the raw INSERTs, counting every
+    /// event at a subscriber.
+    S3,
+    /// S4: memory per idle subscribed WebSocket (RSS delta of the server).
+    S4 {
+        /// Connection counts to measure at, in ascending order.
+        #[arg(long, value_delimiter = ',', default_value = "10000,20000")]
+        connections: Vec<usize>,
+    },
+    /// Runs the API server from the environment (used by the scenarios).
+    #[command(hide = true)]
+    ServeApi,
+    /// Runs the baselines' server (used by the scenarios).
+    #[command(hide = true)]
+    ServeBaselines { bind: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match &cli.scenario {
+        Scenario::ServeApi => serve_api(),
+        Scenario::ServeBaselines { bind } => serve_baselines(bind),
+        _ => {
+            fixture::pin_this_process_to_core(1);
+            fixture::raise_file_limit();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(measure(&cli));
+        }
+    }
+}
+
+fn serve_api() {
+    actix_web::rt::System::new().block_on(async {
+        let settings = api::config::Settings::from_env().expect("settings");
+        let db = api::connect_database(&settings).await.expect("database");
+        let app = api::app_context(db, settings).await.expect("app");
+        let running = api::serve(app).expect("bind");
+        running.server.await.expect("server");
+    });
+}
+
+fn serve_baselines(bind: &str) {
+    actix_web::rt::System::new().block_on(async {
+        let settings = api::config::Settings::from_env().expect("settings");
+        let db = api::connect_database(&settings).await.expect("database");
+        baseline::serve(db, bind).await.expect("baselines");
+    });
+}
+
+async fn measure(cli: &Cli) {
+    let fixture = Fixture::create(cli.db).await;
+    println!("database: {}; server on core 0 (1 worker), load generator on core 1", fixture.describe());
+    match &cli.scenario {
+        Scenario::S1 => s1(cli, &fixture).await,
+        Scenario::S2 => s2(cli, &fixture).await,
+        Scenario::S3 => s3(cli, &fixture).await,
+        Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
+        Scenario::ServeApi | Scenario::ServeBaselines { .. } => unreachable!("handled in main"),
+    }
+}
+
+/// The median of `cli.runs` runs of `make` at `clients` concurrent clients.
+async fn repeat(cli: &Cli, clients: usize, make: load::MakeRequest) -> Stats {
+    let mut runs = Vec::with_capacity(cli.runs);
+    for _ in 0..cli.runs {
+        runs.push(
+            load::run(clients, Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds), make.clone()).await,
+        );
+    }
+    load::median(runs)
+}
+
+fn report(name: &str, api: &Stats, baseline_name: &str, baseline: &Stats, target: f64) {
+    println!("  {baseline_name:<4} {baseline}");
+    println!("  {name:<4} {api}");
+    let ratio = api.per_second / baseline.per_second;
+    let verdict = if ratio >= target { "meets" } else { "misses" };
+    println!(
+        "  {name} / {baseline_name} = {:.0} % of the rate ({verdict} the ≥ {:.0} % target); p99 {:.2} ms vs {:.2} ms",
+        ratio * 100.0,
+        target * 100.0,
+        ms(api.p99),
+        ms(baseline.p99)
+    );
+}
+
+fn graphql(url: &str, token: Option<&str>, query: &'static str, variables: serde_json::Value) -> load::MakeRequest {
+    let (url, token) = (url.to_owned(), token.map(str::to_owned));
+    let body = Arc::new(json!({ "query": query, "variables": variables }));
+    Arc::new(move |http, _, _| {
+        let request = http.post(&url).json(body.as_ref());
+        match &token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    })
+}
+
+async fn s1(cli: &Cli, fixture: &Fixture) {
+    let baselines = Child::baselines(fixture).await;
+    let b0_url = baselines.url("/b0");
+    let b0 = repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&b0_url))).await;
+    drop(baselines);
+    let server = Child::api(fixture).await;
+    let s1 = repeat(cli, cli.clients, graphql(&server.url("/graphql"), None, "{ __typename }", json!({}))).await;
+    println!("S1 `{{ __typename }}`, {} clients", cli.clients);
+    report("S1", &s1, "B0", &b0, 0.40);
+}
+
+const RESIDENT_PAGE: &str = "query($first: Int!) { repairOrders(first: $first) { edges { node { id state description unit { number building { name } } building { name } assignee { name } } } } }";
+
+async fn s2(cli: &Cli, fixture: &Fixture) {
+    let server = Child::api(fixture).await;
+    let seeded = fixture.seed_orders(&server, 120).await;
+    let b1 = {
+        let baselines = Child::baselines(fixture).await;
+        let url = format!("{}?user={}", baselines.url("/b1"), seeded.owner_id);
+        repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&url))).await
+    };
+    let page = graphql(&server.url("/graphql"), Some(&seeded.owner_token), RESIDENT_PAGE, json!({ "first": 20 }));
+    let s2 = repeat(cli, cli.clients, page).await;
+    drop(server);
+    println!("S2 a resident's repairOrders(first: 20) with unit, building, assignee; {} clients", cli.clients);
+    report("S2", &s2, "B1", &b1, 0.70);
+    println!("  p99 ratio {:.2} (target ≤ 2)", s2.p99.as_secs_f64() / b1.p99.as_secs_f64());
+    let statements = fixture.statements_per_page(&seeded, RESIDENT_PAGE, &[20, 100]).await;
+    println!("  SQL statements per request: first: 20 → {}, first: 100 → {}", statements[0], statements[1]);
+}
+
+const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"厨房水龙头漏水\"}) { repairOrder { id } } }";
+
+async fn s3(cli: &Cli, fixture: &Fixture) {
+    let server = Child::api(fixture).await;
+    let seeded = fixture.seed_orders(&server, 0).await;
+    let b2 = {
+        let baselines = Child::baselines(fixture).await;
+        let url = format!(
+            "{}?user={}&unit={}&building={}&community={}",
+            baselines.url("/b2"),
+            seeded.owner_id,
+            seeded.unit_id,
+            seeded.building_id,
+            seeded.community_id
+        );
+        repeat(cli, cli.clients, Arc::new(move |http, _, _| http.post(&url))).await
+    };
+    let before = fixture.count_orders().await;
+    let counter = sockets::EventCounter::start(&server, &seeded.owner_token).await;
+    let submit = graphql(
+        &server.url("/graphql"),
+        Some(&seeded.owner_token),
+        SUBMIT,
+        json!({ "unit": format!("unit_{}", seeded.unit_id) }),
+    );
+    let s3 = repeat(cli, cli.clients, submit).await;
+    let created = fixture.count_orders().await - before;
+    let delivered = counter.wait_for(created, Duration::from_secs(30)).await;
+    println!("S3 submitRepairOrder, {} clients", cli.clients);
+    report("S3", &s3, "B2", &b2, 0.50);
+    println!("  p99 {:.2} ms (target ≤ 20 ms)", ms(s3.p99));
+    println!("  events delivered to the subscriber: {delivered} of {created} orders created");
+}
