@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::Db;
 
-const JWT_SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
+pub const JWT_SECRET: &str = "bench-secret-that-is-at-least-32-bytes-long";
 /// Limits no benchmark client should hit: they measure throughput, not abuse.
 const UNLIMITED: &str = "1000000000";
 
@@ -32,6 +32,7 @@ pub struct Fixture {
 pub struct Seeded {
     pub owner_id: i64,
     pub owner_token: String,
+    pub desk_token: String,
     pub unit_id: i64,
     pub building_id: i64,
     pub community_id: i64,
@@ -57,6 +58,10 @@ impl Fixture {
         }
         let db = api::connect_database(&settings).await.expect("database");
         Self { settings, db, _dir: dir }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
     }
 
     pub fn describe(&self) -> String {
@@ -119,6 +124,7 @@ impl Fixture {
         };
         let owner_token = token(owner.phone.clone()).await;
         let supervisor_token = token(community.account("supervisor").phone.clone()).await;
+        let desk_token = token(community.account("front_desk").phone.clone()).await;
         let technician = format!("usr_{}", community.account("technician").user_id);
         let units = [community.unit("1-101"), community.unit("2-201")];
         for n in 0..orders {
@@ -146,6 +152,7 @@ impl Fixture {
         Seeded {
             owner_id: owner.user_id,
             owner_token,
+            desk_token,
             unit_id: units[0].id,
             building_id: units[0].building_id,
             community_id: community.community.id,

@@ -5,6 +5,7 @@
 //! how to read them: bench/RESULTS.md.
 
 mod baseline;
+mod fanout;
 mod fixture;
 mod load;
 mod sockets;
@@ -59,8 +60,17 @@ enum Scenario {
     /// S4: memory per idle subscribed WebSocket (RSS delta of the server).
     S4 {
         /// Connection counts to measure at, in ascending order.
-        #[arg(long, value_delimiter = ',', default_value = "10000,20000")]
+        #[arg(long, value_delimiter = ',', default_value = "10000,19000")]
         connections: Vec<usize>,
+    },
+    /// S5: publish → deliver latency of one-recipient parcel events to
+    /// thousands of subscribed phones.
+    S5 {
+        #[arg(long, default_value_t = 19000)]
+        subscribers: usize,
+        /// Parcel registrations per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u64,
     },
     /// Runs the API server from the environment (used by the scenarios).
     #[command(hide = true)]
@@ -110,6 +120,7 @@ async fn measure(cli: &Cli) {
         Scenario::S2 => s2(cli, &fixture).await,
         Scenario::S3 => s3(cli, &fixture).await,
         Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
+        Scenario::S5 { subscribers, rate } => fanout::s5(&fixture, *subscribers, *rate, cli.seconds).await,
         Scenario::ServeApi | Scenario::ServeBaselines { .. } => unreachable!("handled in main"),
     }
 }

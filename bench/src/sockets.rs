@@ -21,14 +21,14 @@ use tokio_tungstenite::{
 
 use crate::fixture::{Child, Fixture};
 
-type Socket = WebSocketStream<TcpStream>;
+pub type Socket = WebSocketStream<TcpStream>;
 
 const EVENTS: &str = "subscription { repairOrderEvents { cursor kind } }";
 
 /// Opens a socket from `source` (spreading thousands of sockets over
 /// 127.0.0.x keeps each source address within its ephemeral ports),
-/// acknowledged and subscribed to `repairOrderEvents`.
-async fn subscribed(server: &str, token: &str, source: Ipv4Addr) -> Socket {
+/// acknowledged and subscribed with `query`.
+pub async fn subscribed(server: &str, token: &str, source: Ipv4Addr, query: &str) -> Socket {
     let socket = TcpSocket::new_v4().expect("socket");
     socket.bind(SocketAddr::from((source, 0))).expect("bind source address");
     let stream = socket.connect(server.parse().expect("server address")).await.expect("connect");
@@ -44,7 +44,7 @@ async fn subscribed(server: &str, token: &str, source: Ipv4Addr) -> Socket {
             other => panic!("no connection_ack: {other:?}"),
         }
     }
-    let subscribe = json!({ "id": "events", "type": "subscribe", "payload": { "query": EVENTS } });
+    let subscribe = json!({ "id": "events", "type": "subscribe", "payload": { "query": query } });
     ws.send(Message::Text(subscribe.to_string().into())).await.expect("subscribe");
     ws
 }
@@ -56,7 +56,7 @@ pub struct EventCounter {
 
 impl EventCounter {
     pub async fn start(server: &Child, token: &str) -> Self {
-        let mut ws = subscribed(server.addr(), token, Ipv4Addr::LOCALHOST).await;
+        let mut ws = subscribed(server.addr(), token, Ipv4Addr::LOCALHOST, EVENTS).await;
         let received = Arc::new(AtomicU64::new(0));
         let counter = received.clone();
         tokio::spawn(async move {
@@ -98,7 +98,7 @@ pub async fn s4(fixture: &Fixture, counts: &[usize]) {
     let server = Child::api(fixture).await;
     let seeded = fixture.seed_orders(&server, 0).await;
     // One connection first, so start-up allocations are not counted.
-    let mut sockets = vec![subscribed(server.addr(), &seeded.owner_token, Ipv4Addr::LOCALHOST).await];
+    let mut sockets = vec![subscribed(server.addr(), &seeded.owner_token, Ipv4Addr::LOCALHOST, EVENTS).await];
     tokio::time::sleep(Duration::from_secs(1)).await;
     let baseline = rss_kib(server.pid());
     println!("S4 idle subscribed graphql-transport-ws connections; server RSS with one: {baseline} KiB");
@@ -108,7 +108,7 @@ pub async fn s4(fixture: &Fixture, counts: &[usize]) {
         let opened: Vec<Socket> = stream::iter(0..missing)
             .map(|n| {
                 let source = Ipv4Addr::new(127, 0, 0, 2 + (n % 200) as u8);
-                subscribed(server.addr(), &seeded.owner_token, source)
+                subscribed(server.addr(), &seeded.owner_token, source, EVENTS)
             })
             .buffer_unordered(64)
             .collect()
