@@ -1,7 +1,34 @@
 //! Input checks shared by every area. Each failure is BAD_USER_INPUT naming the
 //! input field, so apps can point at the box to fix.
 
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+
 use crate::error::{ApiError, ApiResult};
+
+/// The years the service deals in. Beyond them PostgreSQL cannot store some
+/// dates, SQLite would compare them wrongly as text, and date arithmetic
+/// would overflow.
+const YEARS: std::ops::RangeInclusive<i32> = 1900..=9999;
+
+pub fn date(value: NaiveDate, field: &str) -> ApiResult<NaiveDate> {
+    if YEARS.contains(&value.year()) {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_input(
+            field,
+            format!("must be a date between the years {} and {}", YEARS.start(), YEARS.end()),
+        ))
+    }
+}
+
+pub fn timestamp(value: DateTime<Utc>, field: &str) -> ApiResult<DateTime<Utc>> {
+    date(value.date_naive(), field).map(|_| value)
+}
+
+/// [`timestamp`] for an optional input.
+pub fn optional_timestamp(value: Option<DateTime<Utc>>, field: &str) -> ApiResult<Option<DateTime<Utc>>> {
+    value.map(|value| timestamp(value, field)).transpose()
+}
 
 /// Trims `value` and requires 1..=`max_chars` characters without control characters.
 pub fn text(value: &str, field: &str, max_chars: usize) -> ApiResult<String> {
@@ -47,6 +74,16 @@ pub fn contact_phone(value: &str, field: &str) -> ApiResult<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dates_outside_the_years_the_service_deals_in_are_refused() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert!(date(day(1900, 1, 1), "day").is_ok());
+        assert!(date(day(9999, 12, 31), "day").is_ok());
+        for bad in [day(1899, 12, 31), day(-4714, 1, 1), NaiveDate::MIN, NaiveDate::MAX, day(10000, 1, 1)] {
+            assert!(date(bad, "day").is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn normalises_mobile_numbers() {

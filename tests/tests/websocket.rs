@@ -139,6 +139,10 @@ async fn validation_errors_come_back_as_error_messages() {
     assert_eq!(error["type"], "error", "{error}");
     assert_eq!(error["id"], "bad");
     assert_eq!(error["payload"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED");
+    // The error ended the operation: no `complete` follows, the next message
+    // is the answer to a ping.
+    socket.send(json!({ "type": "ping" })).await;
+    assert_eq!(socket.next_message().await["type"], "pong");
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod error_codes;
+pub mod hygiene;
 pub mod ids;
 pub mod limits;
 pub mod loader;

@@ -5,6 +5,7 @@ use entity::{building, community, repair_follow_up, repair_order_change, repair_
 
 use super::{
     error_codes::ErrorCodes,
+    hygiene::RejectNul,
     limits::AliasLimit,
     loader::{ById, ChildrenOf, CurrentMembershipsByUnit},
 };
@@ -36,6 +37,7 @@ fn builder(settings: &Settings) -> SchemaBuilder<Query, Mutation, Subscription> 
         .limit_recursive_depth(settings.max_recursive_depth)
         .limit_directives(settings.max_directives)
         .extension(AliasLimit(settings.max_aliases))
+        .extension(RejectNul)
         .extension(ErrorCodes);
     if !settings.introspection_enabled() {
         builder = builder.disable_introspection();

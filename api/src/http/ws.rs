@@ -153,7 +153,7 @@ pub async fn upgrade(
 /// apart two operations that used the same id one after the other.
 enum Outgoing {
     Next(String, async_graphql::Response),
-    Error(String, Vec<async_graphql::ServerError>),
+    Error(String, u64, Vec<async_graphql::ServerError>),
     Complete(String, u64),
 }
 
@@ -263,7 +263,13 @@ impl Connection {
     async fn send(&mut self, out: Outgoing) -> Flow {
         let message = match out {
             Outgoing::Next(id, response) => json!({ "type": self.protocol.next_type(), "id": id, "payload": response }),
-            Outgoing::Error(id, errors) => json!({ "type": "error", "id": id, "payload": errors }),
+            Outgoing::Error(id, number, errors) => {
+                // An `error` ends the operation: no `complete` follows it.
+                if self.operations.get(&id).is_some_and(|(running, _)| *running == number) {
+                    self.operations.remove(&id);
+                }
+                json!({ "type": "error", "id": id, "payload": errors })
+            }
             Outgoing::Complete(id, number) => {
                 if self.operations.get(&id).is_none_or(|(running, _)| *running != number) {
                     // The client completed it first: nothing to tell.
@@ -386,7 +392,7 @@ impl Connection {
                 let refused = first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
                 first = false;
                 let out = if refused {
-                    Outgoing::Error(operation_id.clone(), response.errors)
+                    Outgoing::Error(operation_id.clone(), number, response.errors)
                 } else {
                     Outgoing::Next(operation_id.clone(), response)
                 };

@@ -5,10 +5,13 @@ use super::{
     service,
     types::{Parcel, ParcelDeskSummary, ParcelFilter},
 };
-use crate::graphql::{
-    ContextExt,
-    ids::{self, Kind},
-    pagination::{Page, PageRequest},
+use crate::{
+    graphql::{
+        ContextExt,
+        ids::{self, Kind},
+        pagination::{Page, PageRequest},
+    },
+    validate,
 };
 
 #[derive(Default)]
@@ -42,8 +45,8 @@ impl ParcelQuery {
             unit_id: filter.unit_id.map(|id| ids::decode(Kind::Unit, &id, "filter.unitId")).transpose()?,
             carrier: filter.carrier,
             tracking_number: filter.tracking_number,
-            received_from: filter.received_from,
-            received_to: filter.received_to,
+            received_from: validate::optional_timestamp(filter.received_from, "filter.receivedFrom")?,
+            received_to: validate::optional_timestamp(filter.received_to, "filter.receivedTo")?,
             overdue: filter.overdue,
         };
         let request = PageRequest::new(first, after.as_deref())?;
@@ -53,7 +56,7 @@ impl ParcelQuery {
     /// Received, picked up and returned on `day` (the community's local date),
     /// and waiting and overdue now (front desk, supervisor, manager).
     async fn parcel_desk_summary(&self, ctx: &Context<'_>, day: NaiveDate) -> Result<ParcelDeskSummary> {
-        let summary = service::desk_summary(ctx.app(), ctx.caller()?, day).await?;
+        let summary = service::desk_summary(ctx.app(), ctx.caller()?, validate::date(day, "day")?).await?;
         Ok(ParcelDeskSummary {
             day,
             received: summary.received,

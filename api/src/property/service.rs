@@ -148,7 +148,7 @@ where
     let phone = validate::mobile_phone(&input.phone, "phone")?;
     let name = validate::text(&input.name, "name", 50)?;
     let today = Utc::now().date_naive();
-    let moved_in_on = input.moved_in_on.unwrap_or(today);
+    let moved_in_on = validate::date(input.moved_in_on.unwrap_or(today), "movedInOn")?;
     if moved_in_on > today + chrono::Days::new(366) {
         return Err(ApiError::bad_input("movedInOn", "must be within a year from today"));
     }
@@ -218,7 +218,7 @@ pub async fn move_out(
         return Err(ApiError::conflict("the resident has already moved out"));
     }
     let today = Utc::now().date_naive();
-    let moved_out_on = moved_out_on.unwrap_or(today);
+    let moved_out_on = validate::date(moved_out_on.unwrap_or(today), "movedOutOn")?;
     if moved_out_on > today {
         return Err(ApiError::bad_input("movedOutOn", "cannot be in the future"));
     }

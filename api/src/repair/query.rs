@@ -4,10 +4,13 @@ use super::{
     service,
     types::{RepairOrder, RepairOrderFilter},
 };
-use crate::graphql::{
-    ContextExt,
-    ids::{self, Kind},
-    pagination::{Page, PageRequest},
+use crate::{
+    graphql::{
+        ContextExt,
+        ids::{self, Kind},
+        pagination::{Page, PageRequest},
+    },
+    validate,
 };
 
 #[derive(Default)]
@@ -45,8 +48,8 @@ impl RepairQuery {
             building_id: decode(filter.building_id, Kind::Building, "filter.buildingId")?,
             unit_id: decode(filter.unit_id, Kind::Unit, "filter.unitId")?,
             assignee_id: decode(filter.assignee_id, Kind::User, "filter.assigneeId")?,
-            created_from: filter.created_from,
-            created_to: filter.created_to,
+            created_from: validate::optional_timestamp(filter.created_from, "filter.createdFrom")?,
+            created_to: validate::optional_timestamp(filter.created_to, "filter.createdTo")?,
             text: filter.text,
         };
         let request = PageRequest::new(first, after.as_deref())?;
