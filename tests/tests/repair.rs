@@ -1869,3 +1869,19 @@ async fn a_page_of_orders_costs_the_same_statements_for_5_and_40_orders() {
         "a page of 40 orders costs {for_40:?} statements, a page of 5 costs {for_5:?}"
     );
 }
+
+#[tokio::test]
+async fn the_total_count_is_only_counted_when_asked_for() {
+    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let cast = Cast::home(&app).await;
+    add_orders(&app, &cast, 3).await;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let token = Some(cast.supervisor.token.as_str());
+    let (_, without) =
+        app.count_queries(app.graphql(token, "{ repairOrders(first: 5) { edges { node { id } } } }", json!({}))).await;
+    let (body, with) = app
+        .count_queries(app.graphql(token, "{ repairOrders(first: 5) { totalCount edges { node { id } } } }", json!({})))
+        .await;
+    assert_eq!(body["data"]["repairOrders"]["totalCount"], 3, "{body}");
+    assert_eq!(with, without + 1, "one COUNT statement, and only when totalCount is selected");
+}

@@ -1,29 +1,41 @@
 //! Relay cursor connections over keyset pagination by primary key: stable under
-//! inserts, and each page costs one select plus one count.
+//! inserts, and each page costs one select, plus one count when `totalCount`
+//! is asked for.
 //!
 //! For the complexity limit a connection field costs `first` times its
 //! selection (the `complexity` attribute on each connection field). An
 //! out-of-range `first` costs one page, so that the resolver, not the
 //! complexity check, answers it with BAD_USER_INPUT naming `first`.
 
+use std::sync::Arc;
+
 use async_graphql::{
-    SimpleObject,
+    Object,
     connection::{Connection, Edge, EmptyFields},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use futures_util::future::BoxFuture;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
 };
 
 use crate::error::{ApiError, ApiResult};
 
 pub const MAX_PAGE_SIZE: i32 = 100;
 
+type Count = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, DbErr>> + Send + Sync>;
+
 /// Extra connection fields.
-#[derive(SimpleObject)]
 pub struct ConnectionTotals {
+    count: Count,
+}
+
+#[Object]
+impl ConnectionTotals {
     /// How many items match, across all pages.
-    pub total_count: u64,
+    async fn total_count(&self) -> async_graphql::Result<u64> {
+        Ok((self.count)().await.map_err(ApiError::from)?)
+    }
 }
 
 pub type Page<T> = Connection<String, T, ConnectionTotals, EmptyFields>;
@@ -60,8 +72,8 @@ fn decode_cursor(cursor: &str) -> ApiResult<i64> {
 
 /// Runs `select` (already scoped to what the caller may see) for one page,
 /// ordered by `id_column`, and maps each row to its GraphQL node.
-pub async fn fetch<E, C, T>(
-    db: &C,
+pub async fn fetch<E, T>(
+    db: &DatabaseConnection,
     select: Select<E>,
     id_column: E::Column,
     id_of: impl Fn(&E::Model) -> i64,
@@ -71,10 +83,15 @@ pub async fn fetch<E, C, T>(
 where
     E: EntityTrait,
     E::Model: Sync,
-    C: ConnectionTrait,
     T: async_graphql::OutputType,
 {
-    let total_count = select.clone().count(db).await?;
+    // Counted only if the client selects `totalCount`: lists shown as a
+    // scrolling feed do not pay for it.
+    let (counted, count_db) = (select.clone(), db.clone());
+    let count: Count = Arc::new(move || {
+        let (select, db) = (counted.clone(), count_db.clone());
+        Box::pin(async move { select.count(&db).await })
+    });
     let mut page_select = select.order_by_asc(id_column).limit(request.first + 1);
     if let Some(after) = request.after {
         page_select = page_select.filter(id_column.gt(after));
@@ -83,7 +100,7 @@ where
     let has_next_page = rows.len() as u64 > request.first;
     rows.truncate(request.first as usize);
     let mut connection =
-        Connection::with_additional_fields(request.after.is_some(), has_next_page, ConnectionTotals { total_count });
+        Connection::with_additional_fields(request.after.is_some(), has_next_page, ConnectionTotals { count });
     connection.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(id_of(&row)), into_node(row))));
     Ok(connection)
 }

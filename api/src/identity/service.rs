@@ -12,7 +12,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, TransactionTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    TransactionTrait,
     sea_query::{Expr, ExprTrait, LikeExpr, Query},
 };
 use sha2::{Digest, Sha256};
@@ -287,7 +288,7 @@ fn like_contains(text: &str) -> LikeExpr {
 /// The resident directory: people currently living in units the viewer may see.
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
 pub async fn search_residents(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     principal: &Principal,
     filter: ResidentSearch,
     request: PageRequest,
@@ -353,7 +354,7 @@ pub async fn search_residents(
 
 /// Butlers and staff of the viewer's community.
 pub async fn list_staff(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     principal: &Principal,
     role: Option<Role>,
     position: Option<StaffPosition>,

@@ -3,7 +3,8 @@ use chrono::Utc;
 use entity::api_client;
 use hmac::{Hmac, Mac};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    sea_query::Expr,
 };
 use sha2::Sha256;
 
@@ -88,7 +89,7 @@ pub async fn disable(db: &impl ConnectionTrait, principal: &Principal, id: i64) 
 }
 
 pub async fn list(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     principal: &Principal,
     request: PageRequest,
 ) -> ApiResult<Page<super::types::ApiClient>> {

@@ -4,8 +4,8 @@
 use chrono::{NaiveDate, Utc};
 use entity::{building, emergency_contact, enums::Role, unit, unit_membership, user};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    TransactionSession, TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder, TransactionSession, TransactionTrait, sea_query::Expr,
 };
 
 use super::{scope, types};
@@ -21,7 +21,7 @@ pub const MAX_EMERGENCY_CONTACTS: usize = 5;
 
 #[tracing::instrument(skip(db, principal), fields(user_id = principal.user_id))]
 pub async fn list_buildings(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     principal: &Principal,
     request: PageRequest,
 ) -> ApiResult<Page<types::Building>> {
@@ -39,7 +39,7 @@ pub async fn find_building(db: &impl ConnectionTrait, principal: &Principal, id:
 
 #[tracing::instrument(skip(db, principal), fields(user_id = principal.user_id))]
 pub async fn list_units(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     principal: &Principal,
     building_id: Option<i64>,
     request: PageRequest,

@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 
@@ -77,7 +77,7 @@ pub struct Filter {
 
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
 pub async fn list(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     principal: &Principal,
     filter: Filter,
     request: PageRequest,
