@@ -118,7 +118,7 @@ pub struct Settings {
     /// How often the event relay reads the outbox when nothing wakes it.
     #[serde(with = "humantime_serde")]
     pub event_poll_interval: Duration,
-    /// Events buffered per instance for slow subscribers before they re-read the outbox.
+    /// Events buffered per person for slow subscriptions before they re-read the outbox.
     pub event_buffer: usize,
     /// How long a WebSocket may stay open without `connection_init`.
     #[serde(with = "humantime_serde")]
@@ -189,7 +189,7 @@ impl Default for Settings {
             local_utc_offset_minutes: 480,
             job_interval: Duration::from_secs(30),
             event_poll_interval: Duration::from_secs(1),
-            event_buffer: 4096,
+            event_buffer: 64,
             ws_init_timeout: Duration::from_secs(3),
             ws_max_operations: 20,
             ws_max_connections_per_user: 5,

@@ -26,7 +26,7 @@ pub fn feed(
 ) -> impl Stream<Item = Result<Arc<OutboxEvent>, ApiError>> {
     // Subscribe before reading the outbox: whatever commits from here on is
     // either in the replay or arrives live.
-    let mut live = app.events.subscribe();
+    let mut live = app.events.subscribe(user_id);
     stream! {
         let mut position = match after {
             Some(after) => after,
@@ -50,8 +50,8 @@ pub fn feed(
                         yield Ok(event);
                     }
                 }
-                // This subscriber fell behind the broadcast buffer: read what it
-                // missed from the outbox instead of dropping it.
+                // This subscriber fell behind its channel's buffer: read what
+                // it missed from the outbox instead of dropping it.
                 Err(RecvError::Lagged(_)) => match replay(&app.db, user_id, entity_type, position).await {
                     Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
                     Err(err) => { yield Err(err.into()); return; }

@@ -9,7 +9,11 @@ pub mod outbox;
 mod redis_fanout;
 pub mod relay;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
@@ -31,16 +35,58 @@ pub struct OutboxEvent {
 }
 
 impl OutboxEvent {
-    /// One binary search: the whole per-connection cost of a broadcast.
     pub fn is_for(&self, user_id: i64) -> bool {
         self.recipients.binary_search(&user_id).is_ok()
     }
 }
 
-/// The per-instance side of events: the broadcast that subscriptions listen to
-/// and the means to wake the relay.
+/// Live events routed to the people they are for: each person's
+/// subscriptions on this instance share one channel, so an event wakes only
+/// its recipients' subscriptions, however many others are connected.
+#[derive(Clone)]
+pub struct Router {
+    channels: Arc<Mutex<Channels>>,
+    buffer: usize,
+}
+
+struct Channels {
+    by_user: HashMap<i64, broadcast::Sender<Arc<OutboxEvent>>>,
+    /// Forget the channels of people no longer subscribed when the map grows past this.
+    sweep_at: usize,
+}
+
+impl Router {
+    fn new(buffer: usize) -> Self {
+        let channels = Channels { by_user: HashMap::new(), sweep_at: 1024 };
+        Self { channels: Arc::new(Mutex::new(channels)), buffer: buffer.max(16) }
+    }
+
+    fn subscribe(&self, user_id: i64) -> broadcast::Receiver<Arc<OutboxEvent>> {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if channels.by_user.len() >= channels.sweep_at {
+            channels.by_user.retain(|_, sender| sender.receiver_count() > 0);
+            channels.sweep_at = (channels.by_user.len() * 2).max(1024);
+        }
+        let buffer = self.buffer;
+        channels.by_user.entry(user_id).or_insert_with(|| broadcast::channel(buffer).0).subscribe()
+    }
+
+    pub(crate) fn deliver(&self, event: OutboxEvent) {
+        let event = Arc::new(event);
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for user_id in &event.recipients {
+            let unsubscribed = channels.by_user.get(user_id).is_some_and(|sender| sender.send(event.clone()).is_err());
+            if unsubscribed {
+                channels.by_user.remove(user_id);
+            }
+        }
+    }
+}
+
+/// The per-instance side of events: the channels subscriptions listen to and
+/// the means to wake the relay.
 pub struct EventBus {
-    sender: broadcast::Sender<Arc<OutboxEvent>>,
+    router: Router,
     wake: Arc<Notify>,
     redis: Option<redis_fanout::Publisher>,
 }
@@ -55,15 +101,16 @@ impl EventBus {
         redis_url: Option<&str>,
         redis_prefix: &str,
     ) -> Result<Self, StartError> {
-        let (sender, _) = broadcast::channel(buffer.max(16));
+        let router = Router::new(buffer);
         let wake = Arc::new(Notify::new());
         let redis = redis_url.map(|url| redis_fanout::start(url, redis_prefix, wake.clone())).transpose()?;
-        relay::start(db, sender.clone(), wake.clone(), poll_interval).await?;
-        Ok(Self { sender, wake, redis })
+        relay::start(db, router.clone(), wake.clone(), poll_interval).await?;
+        Ok(Self { router, wake, redis })
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<OutboxEvent>> {
-        self.sender.subscribe()
+    /// Live events addressed to `user_id`, from now on.
+    pub fn subscribe(&self, user_id: i64) -> broadcast::Receiver<Arc<OutboxEvent>> {
+        self.router.subscribe(user_id)
     }
 
     /// Call after committing a transaction that appended events: wakes this
@@ -82,4 +129,39 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("cannot read the event outbox: {0}")]
     Database(#[from] sea_orm::DbErr),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: i64, recipients: Vec<i64>) -> OutboxEvent {
+        OutboxEvent {
+            seq,
+            community_id: 1,
+            kind: "SUBMITTED".into(),
+            entity_type: "repair_order".into(),
+            entity_id: seq,
+            created_at: Utc::now(),
+            recipients,
+        }
+    }
+
+    #[test]
+    fn an_event_reaches_only_its_recipients_channels() {
+        let router = Router::new(16);
+        let (mut alice, mut alice_again, mut bob) = (router.subscribe(1), router.subscribe(1), router.subscribe(2));
+        router.deliver(event(10, vec![1, 3]));
+        assert_eq!(alice.try_recv().map(|e| e.seq), Ok(10));
+        assert_eq!(alice_again.try_recv().map(|e| e.seq), Ok(10), "every subscription of the person");
+        assert!(bob.try_recv().is_err(), "not addressed to bob");
+    }
+
+    #[test]
+    fn a_person_no_longer_subscribed_is_forgotten() {
+        let router = Router::new(16);
+        drop(router.subscribe(1));
+        router.deliver(event(1, vec![1]));
+        assert!(router.channels.lock().expect("channels").by_user.is_empty());
+    }
 }

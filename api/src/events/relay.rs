@@ -1,7 +1,7 @@
-//! The relay: reads committed events past its watermark, in order, and
-//! broadcasts them to this instance's subscriptions. Woken at once by local
-//! commits and by Redis, and by a timer in any case, so a lost wake-up only
-//! delays delivery.
+//! The relay: reads committed events past its watermark, in order, and routes
+//! each to its recipients' subscriptions on this instance. Woken at once by
+//! local commits and by Redis, and by a timer in any case, so a lost wake-up
+//! only delays delivery.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
@@ -9,9 +9,9 @@ use entity::{event, event_recipient, event_stream};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::Notify;
 
-use super::OutboxEvent;
+use super::{OutboxEvent, Router};
 
 const BATCH: u64 = 500;
 
@@ -66,39 +66,29 @@ pub async fn with_recipients(db: &impl ConnectionTrait, rows: Vec<event::Model>)
 /// Starts the relay on the current runtime, from the current high-water mark.
 pub(super) async fn start(
     db: DatabaseConnection,
-    sender: broadcast::Sender<Arc<OutboxEvent>>,
+    router: Router,
     wake: Arc<Notify>,
     poll_interval: Duration,
 ) -> Result<(), DbErr> {
     let watermark = high_water_mark(&db).await?;
-    tokio::spawn(run(db, sender, wake, watermark, poll_interval));
+    tokio::spawn(run(db, router, wake, watermark, poll_interval));
     Ok(())
 }
 
-async fn run(
-    db: DatabaseConnection,
-    sender: broadcast::Sender<Arc<OutboxEvent>>,
-    wake: Arc<Notify>,
-    mut watermark: i64,
-    poll_interval: Duration,
-) {
+async fn run(db: DatabaseConnection, router: Router, wake: Arc<Notify>, mut watermark: i64, poll_interval: Duration) {
     loop {
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(poll_interval) => {}
         }
-        match catch_up(&db, &sender, watermark).await {
+        match catch_up(&db, &router, watermark).await {
             Ok(delivered_up_to) => watermark = delivered_up_to,
             Err(err) => tracing::warn!(error = %err, "event relay could not read the outbox; will retry"),
         }
     }
 }
 
-async fn catch_up(
-    db: &DatabaseConnection,
-    sender: &broadcast::Sender<Arc<OutboxEvent>>,
-    mut watermark: i64,
-) -> Result<i64, DbErr> {
+async fn catch_up(db: &DatabaseConnection, router: &Router, mut watermark: i64) -> Result<i64, DbErr> {
     let high = high_water_mark(db).await?;
     while watermark < high {
         let events = load_range(db, watermark, high).await?;
@@ -106,8 +96,7 @@ async fn catch_up(
             break;
         };
         for event in events {
-            // No receiver means no subscription is connected right now.
-            let _ = sender.send(Arc::new(event));
+            router.deliver(event);
         }
         watermark = last;
     }
