@@ -46,16 +46,15 @@ impl Claim {
     /// The key of this mutation: `clientMutationId` when given, else the
     /// request's `Idempotency-Key` header; `None` without either.
     pub fn of(ctx: &Context<'_>, caller: &Caller, client_mutation_id: Option<&str>) -> ApiResult<Option<Self>> {
-        let (key, field) = match (client_mutation_id, ctx.data_opt::<IdempotencyHeader>()) {
+        let (key, source) = match (client_mutation_id, ctx.data_opt::<IdempotencyHeader>()) {
             (Some(key), _) => (key, "clientMutationId"),
             (None, Some(header)) => (header.0.as_str(), "Idempotency-Key"),
             (None, None) => return Ok(None),
         };
         if key.is_empty() || key.len() > MAX_KEY_LENGTH || !key.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ApiError::bad_input(field, format!("1 to {MAX_KEY_LENGTH} printable ASCII characters")));
+            return Err(ApiError::bad_input(source, format!("1 to {MAX_KEY_LENGTH} printable ASCII characters")));
         }
-        let field = ctx.field();
-        let arguments = field.arguments().map_err(|err| ApiError::Internal(err.message))?;
+        let arguments = ctx.field().arguments().map_err(|err| ApiError::Internal(err.message))?;
         let arguments: serde_json::Map<String, serde_json::Value> = arguments
             .into_iter()
             .map(|(name, value)| Ok((name.to_string(), value.into_json()?)))

@@ -89,14 +89,6 @@ async fn replay(
             return Ok(replayed);
         };
         position = last;
-        replayed.extend(page.into_iter().map(|row| OutboxEvent {
-            seq: row.seq,
-            community_id: row.community_id,
-            kind: row.kind,
-            entity_type: row.entity_type,
-            entity_id: row.entity_id,
-            created_at: row.created_at,
-            recipients: vec![user_id],
-        }));
+        replayed.extend(page.into_iter().map(|row| OutboxEvent::from_row(row, vec![user_id])));
     }
 }

@@ -3,6 +3,7 @@
 //! to the subscriptions connected to that instance. Redis, when configured,
 //! only wakes the relays of other instances early; the outbox is the truth.
 
+pub mod audience;
 pub mod cursor;
 pub mod feed;
 pub mod outbox;
@@ -35,6 +36,20 @@ pub struct OutboxEvent {
 }
 
 impl OutboxEvent {
+    /// An outbox row with its recipients, sorted here.
+    pub fn from_row(row: entity::event::Model, mut recipients: Vec<i64>) -> Self {
+        recipients.sort_unstable();
+        Self {
+            seq: row.seq,
+            community_id: row.community_id,
+            kind: row.kind,
+            entity_type: row.entity_type,
+            entity_id: row.entity_id,
+            created_at: row.created_at,
+            recipients,
+        }
+    }
+
     pub fn is_for(&self, user_id: i64) -> bool {
         self.recipients.binary_search(&user_id).is_ok()
     }

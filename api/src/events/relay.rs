@@ -48,17 +48,8 @@ pub async fn with_recipients(db: &impl ConnectionTrait, rows: Vec<event::Model>)
     Ok(rows
         .into_iter()
         .map(|row| {
-            let mut users = recipients.remove(&row.seq).unwrap_or_default();
-            users.sort_unstable();
-            OutboxEvent {
-                seq: row.seq,
-                community_id: row.community_id,
-                kind: row.kind,
-                entity_type: row.entity_type,
-                entity_id: row.entity_id,
-                created_at: row.created_at,
-                recipients: users,
-            }
+            let users = recipients.remove(&row.seq).unwrap_or_default();
+            OutboxEvent::from_row(row, users)
         })
         .collect())
 }

@@ -40,13 +40,7 @@ async fn register(
     let (app, caller) = (ctx.app(), ctx.caller()?);
     match idempotency::once(app, claim, async || service::register(app, caller, parcels, bulk, claim).await).await? {
         Outcome::Created(parcels) => Ok(parcels),
-        Outcome::Replayed(ids) => {
-            let mut parcels = Vec::with_capacity(ids.len());
-            for id in ids {
-                parcels.push(service::find(&app.db, caller, id).await?);
-            }
-            Ok(parcels)
-        }
+        Outcome::Replayed(ids) => Ok(service::find_all(&app.db, caller, &ids).await?),
     }
 }
 

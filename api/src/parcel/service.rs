@@ -15,7 +15,7 @@ use rand::Rng;
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     sea_query::{Expr, Query},
 };
 
@@ -24,7 +24,7 @@ use crate::{
     AppContext,
     auth::{Action, Caller, Principal, Scope, permissions},
     error::{ApiError, ApiResult, is_unique_violation},
-    events::{self, NewEvent},
+    events::{self, NewEvent, audience},
     graphql::pagination::{self, Page, PageRequest},
     idempotency::Claim,
     property::{scope, service as property},
@@ -76,6 +76,19 @@ pub fn visible(caller: &Caller) -> Condition {
 
 pub async fn find(db: &impl ConnectionTrait, caller: &Caller, id: i64) -> ApiResult<parcel::Model> {
     parcel::Entity::find_by_id(id).filter(visible(caller)).one(db).await?.ok_or(ApiError::NotFound("parcel"))
+}
+
+/// The parcels with `ids`, in that order, all visible to the caller, or NOT_FOUND.
+pub async fn find_all(db: &impl ConnectionTrait, caller: &Caller, ids: &[i64]) -> ApiResult<Vec<parcel::Model>> {
+    let mut found: std::collections::HashMap<i64, parcel::Model> = parcel::Entity::find()
+        .filter(parcel::Column::Id.is_in(ids.iter().copied()))
+        .filter(visible(caller))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|parcel| (parcel.id, parcel))
+        .collect();
+    ids.iter().map(|id| found.remove(id).ok_or(ApiError::NotFound("parcel"))).collect()
 }
 
 /// [`find`], refusing with CONFLICT when the caller acts on a version other
@@ -154,59 +167,20 @@ async fn unit_of_community(db: &impl ConnectionTrait, community_id: i64, unit_id
 /// The unit's current residents, the butlers of its building and the front
 /// desk; for a parcel without a unit, the front desk and all the community's butlers.
 async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiResult<Vec<i64>> {
-    let mut users = Vec::new();
-    match parcel.unit_id {
+    let mut users = match parcel.unit_id {
         Some(unit_id) => {
-            users.extend(
-                unit_membership::Entity::find()
-                    .select_only()
-                    .column(unit_membership::Column::UserId)
-                    .filter(unit_membership::Column::UnitId.eq(unit_id))
-                    .filter(unit_membership::Column::MovedOutOn.is_null())
-                    .into_tuple::<i64>()
-                    .all(db)
-                    .await?,
-            );
-            users.extend(
-                butler_assignment::Entity::find()
-                    .select_only()
-                    .column(butler_assignment::Column::ButlerId)
-                    .filter(
-                        butler_assignment::Column::BuildingId.in_subquery(
-                            Query::select()
-                                .column(unit::Column::BuildingId)
-                                .from(unit::Entity)
-                                .and_where(unit::Column::Id.eq(unit_id))
-                                .to_owned(),
-                        ),
-                    )
-                    .into_tuple::<i64>()
-                    .all(db)
-                    .await?,
-            );
+            let building = Query::select()
+                .column(unit::Column::BuildingId)
+                .from(unit::Entity)
+                .and_where(unit::Column::Id.eq(unit_id))
+                .to_owned();
+            let mut users = audience::residents_of(db, unit_id).await?;
+            users.extend(audience::butlers_of(db, butler_assignment::Column::BuildingId.in_subquery(building)).await?);
+            users
         }
-        None => users.extend(
-            user::Entity::find()
-                .select_only()
-                .column(user::Column::Id)
-                .filter(user::Column::CommunityId.eq(parcel.community_id))
-                .filter(user::Column::Role.eq(Role::Butler))
-                .into_tuple::<i64>()
-                .all(db)
-                .await?,
-        ),
-    }
-    users.extend(
-        user::Entity::find()
-            .select_only()
-            .column(user::Column::Id)
-            .filter(user::Column::CommunityId.eq(parcel.community_id))
-            .filter(user::Column::Role.eq(Role::Staff))
-            .filter(user::Column::Position.eq(StaffPosition::FrontDesk))
-            .into_tuple::<i64>()
-            .all(db)
-            .await?,
-    );
+        None => audience::employees_of(db, parcel.community_id, Role::Butler, &[]).await?,
+    };
+    users.extend(audience::employees_of(db, parcel.community_id, Role::Staff, &[StaffPosition::FrontDesk]).await?);
     Ok(users)
 }
 

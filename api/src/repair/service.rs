@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
     sea_query::{Expr, ExprTrait, LikeExpr},
 };
 
@@ -24,7 +24,7 @@ use crate::{
     AppContext,
     auth::{Action, Principal, permissions},
     error::{ApiError, ApiResult},
-    events::{self, NewEvent},
+    events::{self, NewEvent, audience},
     graphql::pagination::{self, Page, PageRequest},
     idempotency::Claim,
     property::{scope, service as property},
@@ -123,40 +123,14 @@ pub async fn list(
 /// butlers of its building, its technician, and the community's supervisors
 /// and managers.
 async fn recipients(db: &impl ConnectionTrait, order: &repair_order::Model) -> ApiResult<Vec<i64>> {
-    let mut users = Vec::new();
-    if let Some(unit_id) = order.unit_id {
-        users.extend(
-            unit_membership::Entity::find()
-                .select_only()
-                .column(unit_membership::Column::UserId)
-                .filter(unit_membership::Column::UnitId.eq(unit_id))
-                .filter(unit_membership::Column::MovedOutOn.is_null())
-                .into_tuple::<i64>()
-                .all(db)
-                .await?,
-        );
-    }
-    users.extend(
-        butler_assignment::Entity::find()
-            .select_only()
-            .column(butler_assignment::Column::ButlerId)
-            .filter(butler_assignment::Column::BuildingId.eq(order.building_id))
-            .into_tuple::<i64>()
-            .all(db)
-            .await?,
-    );
+    let mut users = match order.unit_id {
+        Some(unit_id) => audience::residents_of(db, unit_id).await?,
+        None => Vec::new(),
+    };
+    users.extend(audience::butlers_of(db, butler_assignment::Column::BuildingId.eq(order.building_id)).await?);
     users.extend(order.assignee_id);
-    users.extend(
-        user::Entity::find()
-            .select_only()
-            .column(user::Column::Id)
-            .filter(user::Column::CommunityId.eq(order.community_id))
-            .filter(user::Column::Role.eq(Role::Staff))
-            .filter(user::Column::Position.is_in([StaffPosition::Supervisor, StaffPosition::Manager]))
-            .into_tuple::<i64>()
-            .all(db)
-            .await?,
-    );
+    let office = [StaffPosition::Supervisor, StaffPosition::Manager];
+    users.extend(audience::employees_of(db, order.community_id, Role::Staff, &office).await?);
     Ok(users)
 }
 
