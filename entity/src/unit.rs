@@ -9,6 +9,8 @@ pub struct Model {
     /// The door number as residents write it, e.g. "2-1503".
     pub number: String,
     pub floor: Option<i32>,
+    /// Raised each time the emergency contacts are replaced.
+    pub contacts_version: i32,
     pub created_at: DateTimeUtc,
 }
 

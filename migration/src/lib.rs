@@ -7,6 +7,7 @@ mod m20261123_000001_property_and_identity;
 mod m20261123_000002_repair_orders_and_events;
 mod m20261123_000003_parcels_and_api_clients;
 mod m20261123_000004_idempotency_keys;
+mod m20261123_000005_emergency_contacts_version;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_repair_orders_and_events::Migration),
             Box::new(m20261123_000003_parcels_and_api_clients::Migration),
             Box::new(m20261123_000004_idempotency_keys::Migration),
+            Box::new(m20261123_000005_emergency_contacts_version::Migration),
         ]
     }
 }

@@ -50,6 +50,11 @@ const MOVE_OUT: &str = "mutation($id: ID!, $on: NaiveDate) { moveOut(input: {mem
 
 const SET_CONTACTS: &str = "mutation($unitId: ID!, $contacts: [EmergencyContactInput!]!) { setEmergencyContacts(input: {unitId: $unitId, contacts: $contacts}) { unit { id emergencyContacts { name phone relation } } } }";
 
+const SET_CONTACTS_AT: &str = "mutation($unitId: ID!, $contacts: [EmergencyContactInput!]!, $version: Int) { setEmergencyContacts(input: {unitId: $unitId, contacts: $contacts, expectedVersion: $version}) { unit { emergencyContactsVersion emergencyContacts { name } } } }";
+
+const UNIT_CONTACTS_VERSION: &str =
+    "query($id: ID!) { unit(id: $id) { emergencyContactsVersion emergencyContacts { name } } }";
+
 const ASSIGN_BUTLER: &str = "mutation($butlerId: ID!, $buildingId: ID!) { assignButler(input: {butlerId: $butlerId, buildingId: $buildingId}) { butler { id name } building { id name } } }";
 
 const UNASSIGN_BUTLER: &str = "mutation($butlerId: ID!, $buildingId: ID!) { unassignButler(input: {butlerId: $butlerId, buildingId: $buildingId}) { butler { id name } building { id name } } }";
@@ -1254,6 +1259,83 @@ async fn emergency_contact_refusals() {
     // Five is allowed.
     let data = app.data(Some(&desk), SET_CONTACTS, json!({ "unitId": unit_1101, "contacts": five })).await;
     assert_eq!(data["setEmergencyContacts"]["unit"]["emergencyContacts"].as_array().unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn a_stale_emergency_contact_edit_is_refused_and_changes_nothing() {
+    let app = spawn_app().await;
+    let desk = app.token("front_desk").await;
+    let owner = app.token("owner").await;
+    let unit_1101 = unit_id(&app.home, "1-101");
+    let read = app.data(Some(&owner), UNIT_CONTACTS_VERSION, json!({ "id": unit_1101 })).await;
+    assert_eq!(read["unit"]["emergencyContactsVersion"], 0, "a new unit's contacts are at version 0");
+
+    // The owner and the front desk both open the list at version 0; the owner saves first.
+    let by_owner = [contact("王女士", "13700006001", "daughter")];
+    let data = app
+        .data(Some(&owner), SET_CONTACTS_AT, json!({ "unitId": unit_1101, "contacts": by_owner, "version": 0 }))
+        .await;
+    assert_eq!(data["setEmergencyContacts"]["unit"]["emergencyContactsVersion"], 1);
+    let by_desk = [contact("王先生", "13700006002", "son")];
+    let body = app
+        .graphql(Some(&desk), SET_CONTACTS_AT, json!({ "unitId": unit_1101, "contacts": by_desk, "version": 0 }))
+        .await;
+    assert_error(&body, "CONFLICT", "the desk saving over the owner's edit");
+    let read = app.data(Some(&desk), UNIT_CONTACTS_VERSION, json!({ "id": unit_1101 })).await;
+    assert_eq!(read["unit"], json!({ "emergencyContactsVersion": 1, "emergencyContacts": [{ "name": "王女士" }] }));
+    // A version from the future is as stale as one from the past.
+    let body = app
+        .graphql(Some(&desk), SET_CONTACTS_AT, json!({ "unitId": unit_1101, "contacts": by_desk, "version": 7 }))
+        .await;
+    assert_error(&body, "CONFLICT", "a version the list never had");
+
+    // Reloaded at version 1, the desk's edit goes through.
+    let data =
+        app.data(Some(&desk), SET_CONTACTS_AT, json!({ "unitId": unit_1101, "contacts": by_desk, "version": 1 })).await;
+    assert_eq!(
+        data["setEmergencyContacts"]["unit"],
+        json!({ "emergencyContactsVersion": 2, "emergencyContacts": [{ "name": "王先生" }] })
+    );
+    // Without a version the edit still raises it, so others' stale copies are refused.
+    let data = app.data(Some(&owner), SET_CONTACTS, json!({ "unitId": unit_1101, "contacts": by_owner })).await;
+    assert_eq!(data["setEmergencyContacts"]["unit"]["id"], unit_1101.as_str());
+    let read = app.data(Some(&owner), UNIT_CONTACTS_VERSION, json!({ "id": unit_1101 })).await;
+    assert_eq!(read["unit"]["emergencyContactsVersion"], 3);
+    // A refused edit (bad input) does not raise it.
+    let body = app
+        .graphql(
+            Some(&owner),
+            SET_CONTACTS_AT,
+            json!({ "unitId": unit_1101, "contacts": [contact("甲", "abc", "friend")], "version": 3 }),
+        )
+        .await;
+    assert_bad_input(&body, "contacts.0.phone", "a bad phone with the right version");
+    let read = app.data(Some(&owner), UNIT_CONTACTS_VERSION, json!({ "id": unit_1101 })).await;
+    assert_eq!(read["unit"]["emergencyContactsVersion"], 3);
+}
+
+#[tokio::test]
+async fn concurrent_emergency_contact_edits_at_one_version_let_exactly_one_win() {
+    let app = spawn_app().await;
+    let desk = app.token("front_desk").await;
+    let supervisor = app.token("supervisor").await;
+    let unit_1102 = unit_id(&app.home, "1-102");
+    let attempts = (0..12).map(|i| {
+        let token = if i % 2 == 0 { &desk } else { &supervisor };
+        let contacts = [contact(&format!("联系人{i}"), &format!("1370000800{}", i % 10), "friend")];
+        app.graphql(Some(token), SET_CONTACTS_AT, json!({ "unitId": unit_1102, "contacts": contacts, "version": 0 }))
+    });
+    let bodies = futures_util::future::join_all(attempts).await;
+    let winners: Vec<usize> = (0..bodies.len()).filter(|i| bodies[*i].get("errors").is_none()).collect();
+    let codes: Vec<Option<&str>> = bodies.iter().map(error_code).collect();
+    assert_eq!(winners.len(), 1, "exactly one edit wins: {codes:?}");
+    assert!(codes.iter().all(|c| c.is_none() || *c == Some("CONFLICT")), "the others are CONFLICT: {bodies:?}");
+    let read = app.data(Some(&desk), UNIT_CONTACTS_VERSION, json!({ "id": unit_1102 })).await;
+    assert_eq!(
+        read["unit"],
+        json!({ "emergencyContactsVersion": 1, "emergencyContacts": [{ "name": format!("联系人{}", winners[0]) }] }),
+        "the list is the winner's, whole"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -63,7 +63,8 @@ impl PropertyMutation {
             .into_iter()
             .map(|c| service::NewEmergencyContact { name: c.name, phone: c.phone, relation: c.relation })
             .collect();
-        let unit = service::set_emergency_contacts(ctx.db(), principal, unit_id, contacts).await?;
+        let unit =
+            service::set_emergency_contacts(ctx.db(), principal, unit_id, contacts, input.expected_version).await?;
         Ok(SetEmergencyContactsPayload { unit: Unit(unit) })
     }
 }

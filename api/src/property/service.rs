@@ -254,6 +254,7 @@ pub async fn set_emergency_contacts<C>(
     principal: &Principal,
     unit_id: i64,
     contacts: Vec<NewEmergencyContact>,
+    expected_version: Option<i32>,
 ) -> ApiResult<unit::Model>
 where
     C: ConnectionTrait + TransactionTrait,
@@ -262,6 +263,14 @@ where
         permissions::require(principal, Action::ManageResidency)?;
     }
     let unit = find_unit(db, principal, unit_id).await?;
+    if let Some(expected) = expected_version
+        && expected != unit.contacts_version
+    {
+        return Err(ApiError::conflict(format!(
+            "the emergency contacts changed: they are at version {}, not {expected}",
+            unit.contacts_version
+        )));
+    }
     if contacts.len() > MAX_EMERGENCY_CONTACTS {
         return Err(ApiError::bad_input("contacts", format!("at most {MAX_EMERGENCY_CONTACTS} contacts")));
     }
@@ -278,12 +287,25 @@ where
         });
     }
     let txn = crate::db::begin_write(db).await?;
+    // Raising the version only from the one that was read makes the later of
+    // two simultaneous replacements fail instead of overwriting the first.
+    let raised = unit::Entity::update_many()
+        .col_expr(unit::Column::ContactsVersion, Expr::value(unit.contacts_version + 1))
+        .filter(unit::Column::Id.eq(unit.id))
+        .filter(unit::Column::ContactsVersion.eq(unit.contacts_version))
+        .exec(&txn)
+        .await?;
+    if raised.rows_affected == 0 {
+        return Err(ApiError::conflict(
+            "the emergency contacts were changed by someone else at the same time; reload them",
+        ));
+    }
     emergency_contact::Entity::delete_many().filter(emergency_contact::Column::UnitId.eq(unit.id)).exec(&txn).await?;
     if !rows.is_empty() {
         emergency_contact::Entity::insert_many(rows).exec(&txn).await?;
     }
     txn.commit().await?;
-    Ok(unit)
+    Ok(unit::Model { contacts_version: unit.contacts_version + 1, ..unit })
 }
 
 fn unique_conflict(err: sea_orm::DbErr, message: &str) -> ApiError {

@@ -96,6 +96,11 @@ impl Unit {
         let contacts = super::service::emergency_contacts(ctx.db(), self.0.id).await?;
         Ok(contacts.into_iter().map(EmergencyContact).collect())
     }
+    /// Raised each time the emergency contacts are replaced; pass it back as
+    /// `expectedVersion` so that a stale edit is refused.
+    async fn emergency_contacts_version(&self) -> i32 {
+        self.0.contacts_version
+    }
 }
 
 /// A resident's tie to a unit, from move-in to move-out.
@@ -222,6 +227,9 @@ pub struct EmergencyContactInput {
 pub struct SetEmergencyContactsInput {
     pub unit_id: ID,
     pub contacts: Vec<EmergencyContactInput>,
+    /// Refuse with CONFLICT unless the contacts are still at this
+    /// `emergencyContactsVersion`.
+    pub expected_version: Option<i32>,
 }
 
 #[derive(SimpleObject)]
