@@ -1871,6 +1871,29 @@ async fn a_page_of_orders_costs_the_same_statements_for_5_and_40_orders() {
 }
 
 #[tokio::test]
+async fn a_list_reads_the_unit_building_and_assignee_with_its_page() {
+    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let cast = Cast::home(&app).await;
+    add_orders(&app, &cast, 40).await;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let token = Some(cast.supervisor.token.as_str());
+    let bare = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
+    let shown = "query($first: Int!) { repairOrders(first: $first) { edges { node { id unit { number building { name } } building { name } assignee { name } } } } }";
+    for first in [5, 40] {
+        let (_, for_ids) = app.count_queries(app.graphql(token, bare, json!({ "first": first }))).await;
+        let (body, for_related) = app.count_queries(app.graphql(token, shown, json!({ "first": first }))).await;
+        let nodes = body["data"]["repairOrders"]["edges"].as_array().expect("edges");
+        assert_eq!(nodes.len(), first, "{body}");
+        assert!(nodes.iter().all(|e| e["node"]["building"]["name"].is_string()), "{body}");
+        assert!(nodes.iter().any(|e| e["node"]["unit"]["building"]["name"] == "2号楼"), "{body}");
+        assert!(nodes.iter().any(|e| e["node"]["unit"].is_null()), "patrol findings have no unit: {body}");
+        assert!(nodes.iter().any(|e| e["node"]["assignee"]["name"] == "赵师傅"), "{body}");
+        assert!(nodes.iter().any(|e| e["node"]["assignee"].is_null()), "{body}");
+        assert_eq!(for_related, for_ids, "first: {first}: the related rows come with the page, in its statement");
+    }
+}
+
+#[tokio::test]
 async fn the_total_count_is_only_counted_when_asked_for() {
     let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
     let cast = Cast::home(&app).await;

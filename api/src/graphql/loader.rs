@@ -2,7 +2,12 @@
 //! one query per table, not one per row. Loaders are shared by all requests and
 //! keep no cache: each batch is read fresh.
 
-use std::{collections::HashMap, marker::PhantomData, sync::Arc};
+use std::{
+    any::{Any, TypeId},
+    collections::HashMap,
+    marker::PhantomData,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::dataloader::Loader;
 use sea_orm::{
@@ -44,12 +49,44 @@ where
     }
 }
 
-/// Loads one row of `E` by id through the request's shared batch loader.
+/// Rows the request has already read, joined into a page query, by table and
+/// id: nested fields of that page resolve from them without another statement.
+#[derive(Default)]
+pub struct RowsRead(Mutex<HashMap<(TypeId, i64), Box<dyn Any + Send + Sync>>>);
+
+impl RowsRead {
+    pub fn keep<E>(&self, id: i64, row: E::Model)
+    where
+        E: EntityTrait,
+        E::Model: Send + Sync + 'static,
+    {
+        self.rows().insert((TypeId::of::<E::Model>(), id), Box::new(row));
+    }
+
+    fn get<E>(&self, id: i64) -> Option<E::Model>
+    where
+        E: EntityTrait,
+        E::Model: Clone + 'static,
+    {
+        self.rows().get(&(TypeId::of::<E::Model>(), id)).and_then(|row| row.downcast_ref::<E::Model>()).cloned()
+    }
+
+    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<(TypeId, i64), Box<dyn Any + Send + Sync>>> {
+        // The map stays consistent even if a holder panicked: each insert is whole.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Loads one row of `E` by id: from the rows the request already read, or
+/// through the shared batch loader.
 pub async fn load_one<E>(ctx: &async_graphql::Context<'_>, id: i64) -> crate::error::ApiResult<Option<E::Model>>
 where
     E: EntityTrait,
     E::Model: Clone + Send + Sync + 'static,
 {
+    if let Some(row) = ctx.data_opt::<RowsRead>().and_then(|read| read.get::<E>(id)) {
+        return Ok(Some(row));
+    }
     ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>()
         .load_one(id)
         .await

@@ -85,6 +85,25 @@ where
     E::Model: Sync,
     T: async_graphql::OutputType,
 {
+    fetch_with(db, select, id_column, request, async |page| Ok(page.all(db).await?), id_of, into_node).await
+}
+
+/// Like [`fetch`], with the page's rows read by `read`, which may join
+/// related tables into the page query.
+pub async fn fetch_with<E, R, T>(
+    db: &DatabaseConnection,
+    select: Select<E>,
+    id_column: E::Column,
+    request: PageRequest,
+    read: impl AsyncFnOnce(Select<E>) -> ApiResult<Vec<R>>,
+    id_of: impl Fn(&R) -> i64,
+    into_node: impl Fn(R) -> T,
+) -> ApiResult<Page<T>>
+where
+    E: EntityTrait,
+    E::Model: Sync,
+    T: async_graphql::OutputType,
+{
     // Counted only if the client selects `totalCount`: lists shown as a
     // scrolling feed do not pay for it.
     let (counted, count_db) = (select.clone(), db.clone());
@@ -96,7 +115,7 @@ where
     if let Some(after) = request.after {
         page_select = page_select.filter(id_column.gt(after));
     }
-    let mut rows = page_select.all(db).await?;
+    let mut rows = read(page_select).await?;
     let has_next_page = rows.len() as u64 > request.first;
     rows.truncate(request.first as usize);
     let mut connection =

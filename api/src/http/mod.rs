@@ -29,6 +29,7 @@ use crate::{
     graphql::{
         AppSchema, Auth, ClientIp,
         ids::{self, Kind},
+        loader::RowsRead,
     },
     idempotency::IdempotencyHeader,
     identity::loader::VisibleMembershipsByResident,
@@ -81,6 +82,7 @@ async fn http_auth(app: &AppContext, authorization: Option<&str>) -> Auth {
 fn request_data(app: &AppContext, auth: Auth, client_ip: &str, idempotency_key: Option<&str>) -> Data {
     let mut data = Data::default();
     data.insert(ClientIp(client_ip.to_owned()));
+    data.insert(RowsRead::default());
     if let Some(key) = idempotency_key {
         data.insert(IdempotencyHeader(key.to_owned()));
     }

@@ -8,6 +8,7 @@ use crate::{
     graphql::{
         ContextExt,
         ids::{self, Kind},
+        loader::RowsRead,
         pagination::{Page, PageRequest},
     },
     validate,
@@ -53,6 +54,11 @@ impl RepairQuery {
             text: filter.text,
         };
         let request = PageRequest::new(first, after.as_deref())?;
-        Ok(service::list(ctx.db(), principal, filter, request).await?)
+        // A list that shows each order's unit, building or assignee reads them
+        // with the page, in one statement.
+        let node = ctx.look_ahead().field("edges").field("node");
+        let shows_related = ["unit", "building", "assignee"].iter().any(|field| node.field(field).exists());
+        let join_related_into = if shows_related { ctx.data_opt::<RowsRead>() } else { None };
+        Ok(service::list(ctx.db(), principal, filter, request, join_related_into).await?)
     }
 }

@@ -4,15 +4,16 @@
 
 use chrono::{DateTime, Utc};
 use entity::{
-    butler_assignment,
+    building, butler_assignment,
     enums::{RepairAction, RepairCategory, RepairChannel, RepairPriority, RepairState, Role, StaffPosition},
-    repair_follow_up, repair_order, repair_order_change, repair_photo, unit_membership, user,
+    repair_follow_up, repair_order, repair_order_change, repair_photo, unit, unit_membership, user,
 };
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    sea_query::{Expr, ExprTrait, LikeExpr},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic,
+    Iterable, JoinType, QueryFilter, QueryResult, QuerySelect, RelationDef, Select,
+    sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 
 use super::{
@@ -25,7 +26,10 @@ use crate::{
     auth::{Action, Principal, permissions},
     error::{ApiError, ApiResult},
     events::{self, NewEvent, audience},
-    graphql::pagination::{self, Page, PageRequest},
+    graphql::{
+        loader::RowsRead,
+        pagination::{self, Page, PageRequest},
+    },
     idempotency::Claim,
     property::{scope, service as property},
     validate,
@@ -81,6 +85,7 @@ pub async fn list(
     principal: &Principal,
     filter: Filter,
     request: PageRequest,
+    join_related_into: Option<&RowsRead>,
 ) -> ApiResult<Page<types::RepairOrder>> {
     use repair_order::Column;
     let mut select = repair_order::Entity::find().filter(visible(principal));
@@ -114,9 +119,80 @@ pub async fn list(
             return Err(ApiError::bad_input("filter.text", "must be at most 100 characters"));
         }
         let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        select = select.filter(Expr::col(Column::Description).like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+        let description = Expr::col((repair_order::Entity, Column::Description));
+        select = select.filter(description.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
     }
-    pagination::fetch(db, select, Column::Id, |order| order.id, request, types::RepairOrder).await
+    let Some(rows_read) = join_related_into else {
+        return pagination::fetch(db, select, Column::Id, |order| order.id, request, types::RepairOrder).await;
+    };
+    let read = async |page: Select<repair_order::Entity>| {
+        let rows = with_related(page).into_model::<OrderWithRelated>().all(db).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                if let Some(unit) = row.unit {
+                    rows_read.keep::<unit::Entity>(unit.id, unit);
+                }
+                if let Some(building) = row.building {
+                    rows_read.keep::<building::Entity>(building.id, building);
+                }
+                if let Some(assignee) = row.assignee {
+                    rows_read.keep::<user::Entity>(assignee.id, assignee);
+                }
+                row.order
+            })
+            .collect())
+    };
+    pagination::fetch_with(db, select, Column::Id, request, read, |order| order.id, types::RepairOrder).await
+}
+
+/// An order with the unit, building and assignee a list shows beside it.
+struct OrderWithRelated {
+    order: repair_order::Model,
+    unit: Option<unit::Model>,
+    building: Option<building::Model>,
+    assignee: Option<user::Model>,
+}
+
+const UNIT_PREFIX: &str = "unit_";
+const BUILDING_PREFIX: &str = "building_";
+const ASSIGNEE_PREFIX: &str = "assignee_";
+
+impl FromQueryResult for OrderWithRelated {
+    fn from_query_result(row: &QueryResult, prefix: &str) -> Result<Self, DbErr> {
+        Ok(Self {
+            order: repair_order::Model::from_query_result(row, prefix)?,
+            unit: unit::Model::from_query_result_optional(row, UNIT_PREFIX)?,
+            building: building::Model::from_query_result_optional(row, BUILDING_PREFIX)?,
+            assignee: user::Model::from_query_result_optional(row, ASSIGNEE_PREFIX)?,
+        })
+    }
+}
+
+/// Left-joins each order's unit, building and assignee into `page`, their
+/// columns prefixed for [`OrderWithRelated`]: the page and what it shows
+/// beside each order in one statement.
+fn with_related(page: Select<repair_order::Entity>) -> Select<repair_order::Entity> {
+    use repair_order::Column;
+    let page = join_prefixed::<unit::Entity>(page, Column::UnitId, unit::Column::Id, UNIT_PREFIX);
+    let page = join_prefixed::<building::Entity>(page, Column::BuildingId, building::Column::Id, BUILDING_PREFIX);
+    join_prefixed::<user::Entity>(page, Column::AssigneeId, user::Column::Id, ASSIGNEE_PREFIX)
+}
+
+fn join_prefixed<R: EntityTrait>(
+    page: Select<repair_order::Entity>,
+    foreign_key: repair_order::Column,
+    primary_key: R::Column,
+    prefix: &'static str,
+) -> Select<repair_order::Entity> {
+    let alias = Alias::new(prefix.trim_end_matches('_'));
+    let relation: RelationDef = repair_order::Entity::belongs_to(R::default()).from(foreign_key).to(primary_key).into();
+    let mut page = page.join_as(JoinType::LeftJoin, relation, alias.clone());
+    for column in R::Column::iter() {
+        let value = column.select_as(Expr::col((alias.clone(), column)));
+        page = page.column_as(value, format!("{prefix}{}", column.as_str()));
+    }
+    page
 }
 
 /// Everyone a change to `order` concerns: the residents of its unit, the
