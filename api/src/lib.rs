@@ -40,6 +40,8 @@ pub struct AppContext {
     pub events: EventBus,
     pub limiter: ratelimit::RateLimiter,
     pub open_sockets: http::OpenSockets,
+    /// Parsed documents, and the checks every request passes before it runs.
+    pub documents: graphql::documents::Documents,
     /// Flips to true when the process is asked to stop; open WebSockets then
     /// close with 1001 (going away) so apps reconnect to another instance.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
@@ -101,6 +103,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let limiter = ratelimit::RateLimiter::new(&settings.redis_key_prefix, settings.redis_url.as_deref())
         .map_err(events::StartError::Redis)?;
     let (shutting_down, _) = tokio::sync::watch::channel(false);
+    let documents = graphql::documents::Documents::new(settings.max_aliases);
     Ok(Arc::new(AppContext {
         db,
         settings,
@@ -109,6 +112,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
         events,
         limiter,
         open_sockets: http::OpenSockets::default(),
+        documents,
         shutting_down,
     }))
 }

@@ -289,6 +289,16 @@ async fn limits_hold_for_get_and_websocket_too() {
         assert_eq!(reply["type"], "error", "{id}: {reply}");
         assert_eq!(reply["payload"][0]["extensions"]["code"], VALIDATION_FAILED, "{id}: {reply}");
     }
+    let with_nul = json!({ "id": format!("{unit}\u{0}") });
+    socket
+        .send(
+            json!({ "id": "nul", "type": "subscribe", "payload": { "query": nested_query(2), "variables": with_nul } }),
+        )
+        .await;
+    let reply = socket.next_message().await;
+    assert_eq!(reply["type"], "error", "{reply}");
+    assert_eq!(reply["payload"][0]["extensions"]["code"], "BAD_USER_INPUT", "{reply}");
+    assert_eq!(reply["payload"][0]["extensions"]["field"], "id", "{reply}");
 }
 
 const REGISTER: &str = "mutation($input: ParcelInput!) { registerParcel(input: $input) { parcel { id status } } }";

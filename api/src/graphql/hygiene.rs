@@ -3,50 +3,23 @@
 //! variable (or `query` for a literal), instead of failing later in the
 //! database as an internal error.
 
-use std::sync::Arc;
-
-use async_graphql::{
-    ErrorExtensions, Pos, ServerResult, Value, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::ExecutableDocument,
-};
+use async_graphql::{ErrorExtensions, Pos, ServerError, Value, Variables};
 
 use crate::error::ApiError;
 
-pub struct RejectNul;
-
-impl ExtensionFactory for RejectNul {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RejectNulExtension)
-    }
-}
-
-struct RejectNulExtension;
-
-#[async_trait::async_trait]
-impl Extension for RejectNulExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let field = if has_nul_literal(query) {
-            Some("query".to_owned())
-        } else {
-            variables.iter().find_map(|(name, value)| nul_path(value).map(|path| field_name(name.as_str(), path)))
-        };
-        if let Some(field) = field {
+/// Refuses variables holding a NUL, naming the input field that does.
+pub fn check_variables(variables: &Variables) -> Result<(), ServerError> {
+    match variables.iter().find_map(|(name, value)| nul_path(value).map(|path| field_name(name.as_str(), path))) {
+        Some(field) => {
             let error = ApiError::bad_input(field, "must not contain the NUL character");
-            return Err(error.extend().into_server_error(Pos::default()));
+            Err(error.extend().into_server_error(Pos::default()))
         }
-        next.run(ctx, query, variables).await
+        None => Ok(()),
     }
 }
 
 /// A raw NUL, or a `\u0000` / `\u{0}` escape in a string literal.
-fn has_nul_literal(query: &str) -> bool {
+pub fn has_nul_literal(query: &str) -> bool {
     query.contains('\0')
         || query.match_indices("\\u").any(|(at, _)| {
             let rest = &query[at + 2..];

@@ -2,41 +2,7 @@
 //! complexity, recursion and directive limits: the number of aliases, which
 //! would otherwise let one request run the same expensive field many times.
 
-use std::sync::Arc;
-
-use async_graphql::{
-    ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
-};
-
-pub struct AliasLimit(pub usize);
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimitExtension(self.0))
-    }
-}
-
-struct AliasLimitExtension(usize);
-
-#[async_trait::async_trait]
-impl Extension for AliasLimitExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&document);
-        if aliases > self.0 {
-            return Err(ServerError::new(format!("too many aliases: {aliases}, at most {}", self.0), None));
-        }
-        Ok(document)
-    }
-}
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 
 /// Aliases in all operations and fragments of the document.
 pub fn count_aliases(document: &ExecutableDocument) -> usize {

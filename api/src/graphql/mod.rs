@@ -2,6 +2,7 @@
 //! opaque ids, pagination and batch loading.
 
 pub mod context;
+pub mod documents;
 pub mod error_codes;
 pub mod hygiene;
 pub mod ids;

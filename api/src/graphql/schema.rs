@@ -3,12 +3,7 @@ use std::sync::Arc;
 use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder, dataloader::DataLoader};
 use entity::{building, community, repair_follow_up, repair_order_change, repair_photo, unit, user};
 
-use super::{
-    error_codes::ErrorCodes,
-    hygiene::RejectNul,
-    limits::AliasLimit,
-    loader::{ById, ChildrenOf, CurrentMembershipsByUnit},
-};
+use super::loader::{ById, ChildrenOf, CurrentMembershipsByUnit};
 use crate::{
     AppContext,
     config::Settings,
@@ -35,10 +30,7 @@ fn builder(settings: &Settings) -> SchemaBuilder<Query, Mutation, Subscription> 
         .limit_depth(settings.max_query_depth)
         .limit_complexity(settings.max_query_complexity)
         .limit_recursive_depth(settings.max_recursive_depth)
-        .limit_directives(settings.max_directives)
-        .extension(AliasLimit(settings.max_aliases))
-        .extension(RejectNul)
-        .extension(ErrorCodes);
+        .limit_directives(settings.max_directives);
     if !settings.introspection_enabled() {
         builder = builder.disable_introspection();
     }

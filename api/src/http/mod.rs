@@ -226,10 +226,11 @@ async fn graphql_post(
     for request in batch.iter_mut() {
         request.data = request_data(&app, auth.clone(), &ip, idempotency_key.as_deref());
     }
-    let response = match tokio::time::timeout(settings.execution_timeout, schema.execute_batch(batch)).await {
-        Ok(response) => response,
-        Err(_) => return Ok(timed_out()),
-    };
+    let response =
+        match tokio::time::timeout(settings.execution_timeout, app.documents.execute_batch(&schema, batch)).await {
+            Ok(response) => response,
+            Err(_) => return Ok(timed_out()),
+        };
     Ok(GraphQLResponse::from(response).respond_to(&req).map_into_boxed_body())
 }
 
@@ -271,7 +272,14 @@ async fn graphql_get(
         Ok(request) => request,
         Err(err) => return Ok(bad_request(&format!("malformed GraphQL request: {err}"))),
     };
-    if is_mutation(&request) {
+    let mut request = match app.documents.prepare(request) {
+        Ok(request) => request,
+        Err(errors) => {
+            let refusal = async_graphql::Response::from_errors(errors);
+            return Ok(GraphQLResponse::from(refusal).respond_to(&req).map_into_boxed_body());
+        }
+    };
+    if is_mutation(&mut request) {
         return Ok(HttpResponse::MethodNotAllowed()
             .insert_header((header::ALLOW, Method::POST.as_str()))
             .json(json!({ "errors": [{ "message": "mutations must be sent with POST" }] })));
@@ -280,23 +288,26 @@ async fn graphql_get(
     if let Some(refusal) = admit(&app, &ip, &auth, 1).await {
         return Ok(refusal);
     }
-    let mut request = request;
     request.data = request_data(&app, auth, &ip, None);
-    let response = match tokio::time::timeout(app.settings.execution_timeout, schema.execute(request)).await {
-        Ok(response) => response,
-        Err(_) => return Ok(timed_out()),
-    };
+    let response =
+        match tokio::time::timeout(app.settings.execution_timeout, app.documents.execute_prepared(&schema, request))
+            .await
+        {
+            Ok(response) => response,
+            Err(_) => return Ok(timed_out()),
+        };
     Ok(GraphQLResponse::from(response).respond_to(&req).map_into_boxed_body())
 }
 
 /// Whether the operation the request would run is a mutation. A document that
 /// does not parse is left for the executor to report.
-fn is_mutation(request: &async_graphql::Request) -> bool {
-    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+fn is_mutation(request: &mut async_graphql::Request) -> bool {
+    let operation_name = request.operation_name.clone();
+    let Ok(document) = request.parsed_query() else {
         return false;
     };
     let is_mutation = |ty: OperationType| ty == OperationType::Mutation;
-    match (&document.operations, request.operation_name.as_deref()) {
+    match (&document.operations, operation_name.as_deref()) {
         (DocumentOperations::Single(operation), _) => is_mutation(operation.node.ty),
         (DocumentOperations::Multiple(operations), Some(name)) => {
             operations.get(name).is_some_and(|operation| is_mutation(operation.node.ty))

@@ -379,13 +379,17 @@ impl Connection {
         }
         let mut request = request;
         request.data = request_data(&self.app, Auth::Authenticated(caller), &self.client_ip, None);
-        let schema = self.schema.clone();
+        let mut responses = match self.app.documents.execute_stream(&self.schema, request) {
+            Ok(responses) => responses.boxed(),
+            Err(errors) => {
+                return self.send_json(json!({ "type": "error", "id": id, "payload": errors })).await;
+            }
+        };
         let outgoing = self.outgoing.clone();
         let operation_id = id.clone();
         self.started += 1;
         let number = self.started;
         let operation = actix_web::rt::spawn(async move {
-            let mut responses = schema.execute_stream(request);
             let mut first = true;
             while let Some(response) = responses.next().await {
                 // A document refused before it ran is an `error`, not a result.
