@@ -234,7 +234,12 @@ impl Child {
         let addr = format!("127.0.0.1:{port}");
         let exe = std::env::current_exe().expect("own executable");
         let mut command = Command::new("taskset");
-        command.args(["-c", "0"]).arg(exe).args(args);
+        command.args(["-c", "0"]);
+        // A profiler to run the server under, e.g. `heaptrack -o /tmp/api`.
+        if let Ok(wrapper) = std::env::var("BENCH_SERVER_WRAPPER") {
+            command.args(wrapper.split_whitespace());
+        }
+        command.arg(exe).args(args);
         if args == ["serve-baselines"] {
             command.arg(&addr);
         }

@@ -150,9 +150,10 @@ pub async fn upgrade(
 }
 
 /// What an operation task hands to the connection to send. The number tells
-/// apart two operations that used the same id one after the other.
+/// apart two operations that used the same id one after the other. A result
+/// is boxed: the queue's slots, allocated for every socket, stay small.
 enum Outgoing {
-    Next(String, async_graphql::Response),
+    Next(String, Box<async_graphql::Response>),
     Error(String, u64, Vec<async_graphql::ServerError>),
     Complete(String, u64),
 }
@@ -398,7 +399,7 @@ impl Connection {
                 let out = if refused {
                     Outgoing::Error(operation_id.clone(), number, response.errors)
                 } else {
-                    Outgoing::Next(operation_id.clone(), response)
+                    Outgoing::Next(operation_id.clone(), Box::new(response))
                 };
                 if outgoing.send(out).await.is_err() || refused {
                     break;
