@@ -40,6 +40,7 @@ pub struct AppContext {
     pub events: EventBus,
     pub limiter: ratelimit::RateLimiter,
     pub open_sockets: http::OpenSockets,
+    pub writers: db::WriteQueue,
     /// Parsed documents, and the checks every request passes before it runs.
     pub documents: graphql::documents::Documents,
     /// Flips to true when the process is asked to stop; open WebSockets then
@@ -104,6 +105,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
         .map_err(events::StartError::Redis)?;
     let (shutting_down, _) = tokio::sync::watch::channel(false);
     let documents = graphql::documents::Documents::new(settings.max_aliases);
+    let writers = crate::db::WriteQueue::for_database(&db);
     Ok(Arc::new(AppContext {
         db,
         settings,
@@ -112,6 +114,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
         events,
         limiter,
         open_sockets: http::OpenSockets::default(),
+        writers,
         documents,
         shutting_down,
     }))

@@ -283,7 +283,7 @@ pub async fn register(
         Handler::Staff(principal) => (Some(principal.user_id), None),
         Handler::Integrator { client_id, .. } => (None, Some(*client_id)),
     };
-    let txn = crate::db::begin_write(&app.db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     let mut codes = HashSet::new();
     let mut registered = Vec::with_capacity(checked.len());
     for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
@@ -359,7 +359,7 @@ async fn commit_change(
 ) -> ApiResult<parcel::Model> {
     update.version = Set(parcel.version + 1);
     update.updated_at = Set(Utc::now());
-    let txn = crate::db::begin_write(&app.db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     let updated = parcel::Entity::update_many()
         .set(update)
         .filter(parcel::Column::Id.eq(parcel.id))
@@ -577,7 +577,7 @@ pub(super) async fn remind(app: &AppContext, parcel: &parcel::Model, now: DateTi
     let interval = Duration::from_std(app.settings.parcel_reminder_interval)
         .map_err(|_| ApiError::Internal("reminder interval out of range".into()))?;
     let next = (number < app.settings.parcel_reminder_count).then_some(now + interval);
-    let txn = crate::db::begin_write(&app.db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     let updated = parcel::Entity::update_many()
         .col_expr(parcel::Column::ReminderCount, Expr::value(number))
         .col_expr(parcel::Column::NextReminderAt, Expr::value(next))

@@ -37,7 +37,7 @@ impl PropertyMutation {
             moved_in_on: input.moved_in_on,
             initial_password: input.initial_password,
         };
-        let membership = service::move_in(ctx.db(), principal, move_in).await?;
+        let membership = service::move_in(ctx.app(), principal, move_in).await?;
         Ok(MoveInPayload { membership: Membership(membership) })
     }
 
@@ -64,7 +64,7 @@ impl PropertyMutation {
             .map(|c| service::NewEmergencyContact { name: c.name, phone: c.phone, relation: c.relation })
             .collect();
         let unit =
-            service::set_emergency_contacts(ctx.db(), principal, unit_id, contacts, input.expected_version).await?;
+            service::set_emergency_contacts(ctx.app(), principal, unit_id, contacts, input.expected_version).await?;
         Ok(SetEmergencyContactsPayload { unit: Unit(unit) })
     }
 }

@@ -5,11 +5,12 @@ use chrono::{NaiveDate, Utc};
 use entity::{building, emergency_contact, enums::Role, unit, unit_membership, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, TransactionSession, TransactionTrait, sea_query::Expr,
+    QueryOrder, sea_query::Expr,
 };
 
 use super::{scope, types};
 use crate::{
+    AppContext,
     auth::{Action, Principal, permissions},
     error::{ApiError, ApiResult, is_unique_violation},
     graphql::pagination::{self, Page, PageRequest},
@@ -139,10 +140,8 @@ pub struct MoveIn {
 }
 
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id, unit_id = input.unit_id))]
-pub async fn move_in<C>(db: &C, principal: &Principal, input: MoveIn) -> ApiResult<unit_membership::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+pub async fn move_in(app: &AppContext, principal: &Principal, input: MoveIn) -> ApiResult<unit_membership::Model> {
+    let db = &app.db;
     permissions::require(principal, Action::ManageResidency)?;
     let unit = find_unit(db, principal, input.unit_id).await?;
     let phone = validate::mobile_phone(&input.phone, "phone")?;
@@ -160,7 +159,7 @@ where
         None => None,
     };
 
-    let txn = crate::db::begin_write(db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     let resident = match user::Entity::find().filter(user::Column::Phone.eq(phone.as_str())).one(&txn).await? {
         Some(existing) if existing.role != Role::Resident => {
             return Err(ApiError::conflict("this phone number belongs to a staff account"));
@@ -249,16 +248,14 @@ pub struct NewEmergencyContact {
 /// Replaces the unit's emergency contacts. Front desk and supervisors keep them;
 /// residents may keep their own unit's.
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id, unit_id))]
-pub async fn set_emergency_contacts<C>(
-    db: &C,
+pub async fn set_emergency_contacts(
+    app: &AppContext,
     principal: &Principal,
     unit_id: i64,
     contacts: Vec<NewEmergencyContact>,
     expected_version: Option<i32>,
-) -> ApiResult<unit::Model>
-where
-    C: ConnectionTrait + TransactionTrait,
-{
+) -> ApiResult<unit::Model> {
+    let db = &app.db;
     if !principal.is_resident() {
         permissions::require(principal, Action::ManageResidency)?;
     }
@@ -286,7 +283,7 @@ where
             ..Default::default()
         });
     }
-    let txn = crate::db::begin_write(db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     // Raising the version only from the one that was read makes the later of
     // two simultaneous replacements fail instead of overwriting the first.
     let raised = unit::Entity::update_many()

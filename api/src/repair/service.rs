@@ -243,7 +243,7 @@ async fn commit_change(
     };
     update.version = Set(order.version + 1);
     update.updated_at = Set(now);
-    let txn = crate::db::begin_write(&app.db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     let updated = repair_order::Entity::update_many()
         .set(update)
         .filter(repair_order::Column::Id.eq(order.id))
@@ -425,7 +425,7 @@ pub async fn submit(
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
 
     let result = async {
-        let txn = crate::db::begin_write(&app.db).await?;
+        let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
         let order = repair_order::ActiveModel {
             community_id: Set(placement.community_id),
             building_id: Set(placement.building_id),
@@ -661,7 +661,7 @@ pub async fn add_follow_up(
         return Err(illegal(&order, "follow up on"));
     }
     let now = Utc::now();
-    let txn = crate::db::begin_write(&app.db).await?;
+    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
     let bumped = repair_order::Entity::update_many()
         .col_expr(repair_order::Column::Version, Expr::value(order.version + 1))
         .col_expr(repair_order::Column::UpdatedAt, Expr::value(now))
