@@ -13,6 +13,10 @@ mod sockets;
 use std::{sync::Arc, time::Duration};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+// The same allocator as the server binary, for the API and the baselines alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use serde_json::json;
 
 use crate::{
