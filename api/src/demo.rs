@@ -114,6 +114,7 @@ pub async fn seed_community(db: &DatabaseConnection, name: &str, phone_prefix: &
                     building_id: Set(building.id),
                     number: Set(format!("{building_number}-{floor}0{door}")),
                     floor: Set(Some(floor)),
+                    contacts_version: Set(0),
                     created_at: Set(now),
                     ..Default::default()
                 }

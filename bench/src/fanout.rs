@@ -44,6 +44,7 @@ async fn seed_residents(fixture: &Fixture, building_id: i64, residents: usize) -
                 building_id: Set(building_id),
                 number: Set(format!("S5-{n:05}")),
                 floor: Set(None),
+                contacts_version: Set(0),
                 created_at: Set(now),
                 ..Default::default()
             })

@@ -122,6 +122,7 @@ pub async fn create_unit(
         building_id: Set(building.id),
         number: Set(number),
         floor: Set(floor),
+        contacts_version: Set(0),
         created_at: Set(Utc::now()),
         ..Default::default()
     }
