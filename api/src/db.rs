@@ -8,6 +8,8 @@ use sea_orm::{
 };
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
+use crate::error::{ApiError, ApiResult};
+
 /// SQLite lets one transaction write at a time, and a writer that finds the
 /// lock taken sleeps and retries in steps of 1–100 ms, idling the database
 /// while others wait. The process's writers therefore queue here, in arrival
@@ -50,6 +52,17 @@ pub async fn begin_write(
         })
         .await?;
     Ok((WriteTurn { _held: turn }, txn))
+}
+
+/// CONFLICT when the caller acted on a version of `what` other than the
+/// current one, i.e. someone changed it meanwhile.
+pub fn require_version(what: &str, current: i32, expected: Option<i32>) -> ApiResult<()> {
+    match expected {
+        Some(expected) if expected != current => {
+            Err(ApiError::conflict(format!("{what} changed: now at version {current}, not {expected}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -46,7 +46,8 @@ pub fn feed(
                         continue;
                     }
                     position = event.seq;
-                    if event.entity_type == entity_type && event.is_for(user_id) {
+                    // The channel is this person's: only the kind needs checking.
+                    if event.entity_type == entity_type {
                         yield Ok(event);
                     }
                 }

@@ -31,14 +31,13 @@ pub struct OutboxEvent {
     pub entity_type: String,
     pub entity_id: i64,
     pub created_at: DateTime<Utc>,
-    /// Sorted user ids.
+    /// The people it is for, each once.
     pub recipients: Vec<i64>,
 }
 
 impl OutboxEvent {
-    /// An outbox row with its recipients, sorted here.
-    pub fn from_row(row: entity::event::Model, mut recipients: Vec<i64>) -> Self {
-        recipients.sort_unstable();
+    /// An outbox row with its recipients.
+    pub fn from_row(row: entity::event::Model, recipients: Vec<i64>) -> Self {
         Self {
             seq: row.seq,
             community_id: row.community_id,
@@ -48,10 +47,6 @@ impl OutboxEvent {
             created_at: row.created_at,
             recipients,
         }
-    }
-
-    pub fn is_for(&self, user_id: i64) -> bool {
-        self.recipients.binary_search(&user_id).is_ok()
     }
 }
 

@@ -32,6 +32,11 @@ impl Caller {
             Caller::Integrator(integrator) => format!("client:{}", integrator.client_id),
         }
     }
+
+    /// The caller's own rate-limit bucket, drawn from over HTTP and WebSocket alike.
+    pub fn rate_bucket(&self) -> String {
+        format!("caller:{}", self.key())
+    }
 }
 
 pub trait ContextExt {

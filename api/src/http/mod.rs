@@ -119,7 +119,7 @@ async fn admit(app: &AppContext, client_ip: &str, auth: &Auth, cost: u32) -> Opt
     if verdict.is_ok()
         && let Auth::Authenticated(caller) = auth
     {
-        verdict = app.limiter.check(&format!("caller:{}", caller.key()), settings.caller_limit(), cost).await;
+        verdict = app.limiter.check(&caller.rate_bucket(), settings.caller_limit(), cost).await;
     }
     verdict.err().map(rate_limited)
 }

@@ -31,7 +31,7 @@ use std::{
 
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
-use async_graphql::Request;
+use async_graphql::{ErrorExtensions, Pos, Request};
 use chrono::Utc;
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -371,12 +371,9 @@ impl Connection {
         }
         // Operations over the socket draw from the same bucket as over HTTP.
         let caller = Caller::User(principal);
-        let bucket = format!("caller:{}", caller.key());
-        if let Err(retry_after) = self.app.limiter.check(&bucket, self.app.settings.caller_limit(), 1).await {
-            let message = format!("too many requests, retry in {retry_after} s");
-            let refusal =
-                json!([{ "message": message, "extensions": { "code": "RATE_LIMITED", "retryAfter": retry_after } }]);
-            return self.send_json(json!({ "id": id, "type": "error", "payload": refusal })).await;
+        if let Err(refusal) = self.app.limiter.admit(&caller.rate_bucket(), self.app.settings.caller_limit(), 1).await {
+            let errors = [refusal.extend().into_server_error(Pos::default())];
+            return self.send_json(json!({ "id": id, "type": "error", "payload": errors })).await;
         }
         let mut request = request;
         request.data = request_data(&self.app, Auth::Authenticated(caller), &self.client_ip, None);

@@ -100,12 +100,8 @@ async fn find_at(
     expected_version: Option<i32>,
 ) -> ApiResult<parcel::Model> {
     let parcel = find(db, caller, id).await?;
-    match expected_version {
-        Some(expected) if expected != parcel.version => {
-            Err(ApiError::conflict(format!("the parcel changed: it is at version {}, not {expected}", parcel.version)))
-        }
-        _ => Ok(parcel),
-    }
+    crate::db::require_version("the parcel", parcel.version, expected_version)?;
+    Ok(parcel)
 }
 
 /// Who registers and hands over parcels: the front desk (supervisors and

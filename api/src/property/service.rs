@@ -261,14 +261,7 @@ pub async fn set_emergency_contacts(
         permissions::require(principal, Action::ManageResidency)?;
     }
     let unit = find_unit(db, principal, unit_id).await?;
-    if let Some(expected) = expected_version
-        && expected != unit.contacts_version
-    {
-        return Err(ApiError::conflict(format!(
-            "the emergency contacts changed: they are at version {}, not {expected}",
-            unit.contacts_version
-        )));
-    }
+    crate::db::require_version("the emergency contacts", unit.contacts_version, expected_version)?;
     if contacts.len() > MAX_EMERGENCY_CONTACTS {
         return Err(ApiError::bad_input("contacts", format!("at most {MAX_EMERGENCY_CONTACTS} contacts")));
     }

@@ -228,14 +228,7 @@ async fn commit_change(
     mut update: repair_order::ActiveModel,
     change: Change,
 ) -> ApiResult<repair_order::Model> {
-    if let Some(expected) = expected_version
-        && expected != order.version
-    {
-        return Err(ApiError::conflict(format!(
-            "the repair order changed: it is at version {}, not {expected}",
-            order.version
-        )));
-    }
+    crate::db::require_version("the repair order", order.version, expected_version)?;
     let now = Utc::now();
     let to_state = match &update.state {
         sea_orm::ActiveValue::Set(state) if *state != order.state => Some(*state),
