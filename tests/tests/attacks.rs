@@ -12,6 +12,7 @@ use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     fmt::Debug,
     future::Future,
+    time::Duration,
 };
 
 use api::{config::AppEnv, demo::DEMO_PASSWORD};
@@ -423,6 +424,23 @@ async fn every_connection_takes_first_between_1_and_100() {
 // ---------------------------------------------------------------------------
 // Production
 // ---------------------------------------------------------------------------
+
+/// An operation that outlasts EXECUTION_TIMEOUT is answered with TIMEOUT, and
+/// the server goes on serving. A login hashes a password (tens of
+/// milliseconds, by design), so it outlasts a 2 ms limit.
+#[tokio::test]
+async fn an_operation_past_the_execution_timeout_is_answered_with_timeout() {
+    let app = spawn_app_with(|settings| settings.execution_timeout = Duration::from_millis(2)).await;
+    let login = "mutation($phone: String!, $password: String!) { login(input: {phone: $phone, password: $password}) { accessToken } }";
+    let phone = app.home.account("owner").phone.clone();
+    let (status, body) =
+        post_json(&app, None, &json!({ "query": login, "variables": { "phone": phone, "password": DEMO_PASSWORD } }))
+            .await;
+    assert_eq!(status, 200);
+    assert_eq!(error_code(&body), Some("TIMEOUT"), "{body}");
+    assert!(body.get("data").is_none_or(Value::is_null), "no partial result: {body}");
+    assert_ran(&app.graphql(None, "{ __typename }", json!({})).await, "the next request");
+}
 
 const INTROSPECTION: &str = "{ __schema { types { name } } }";
 const TYPE_INTROSPECTION: &str = "{ __type(name: \"Parcel\") { fields { name } } }";
