@@ -1,57 +1,37 @@
 //! Database helpers shared by the services.
 
-use std::sync::Arc;
-
 use sea_orm::{
-    DatabaseBackend, DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions,
-    TransactionTrait,
+    DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::error::{ApiError, ApiResult};
 
 /// SQLite lets one transaction write at a time, and a writer that finds the
 /// lock taken sleeps and retries in steps of 1–100 ms, idling the database
-/// while others wait. The process's writers therefore queue here, in arrival
-/// order, and reach SQLite one by one. PostgreSQL locks rows: no queue.
-#[derive(Clone, Default)]
-pub struct WriteQueue(Option<Arc<Mutex<()>>>);
-
-impl WriteQueue {
-    pub fn for_database(db: &DatabaseConnection) -> Self {
-        match db.get_database_backend() {
-            DatabaseBackend::Sqlite => Self(Some(Arc::default())),
-            _ => Self(None),
-        }
-    }
-}
-
-/// A writer's place at the head of the queue, held until its transaction ends.
-pub struct WriteTurn {
-    _held: Option<OwnedMutexGuard<()>>,
+/// while others wait. The process's writers therefore share one connection of
+/// their own, which they take in arrival order (the pool is fair), so they reach
+/// SQLite one by one and never wait behind readers for a connection.
+/// PostgreSQL locks rows: no queue.
+#[derive(Clone)]
+pub enum WriteQueue {
+    Sqlite(DatabaseConnection),
+    RowLocks,
 }
 
 /// Begins a transaction that is going to write, after the writers queued
 /// before it. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a
 /// writer never fails upgrading from reading to writing; PostgreSQL ignores it.
-///
-/// Bind the turn before the transaction (`let (_turn, txn) = …`): the
-/// transaction is then dropped, and rolled back, before the turn passes on.
-pub async fn begin_write(
-    db: &DatabaseConnection,
-    queue: &WriteQueue,
-) -> Result<(WriteTurn, DatabaseTransaction), DbErr> {
-    let turn = match &queue.0 {
-        Some(queue) => Some(queue.clone().lock_owned().await),
-        None => None,
+pub async fn begin_write(db: &DatabaseConnection, queue: &WriteQueue) -> Result<DatabaseTransaction, DbErr> {
+    let writer = match queue {
+        WriteQueue::Sqlite(writer) => writer,
+        WriteQueue::RowLocks => db,
     };
-    let txn = db
+    writer
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
         })
-        .await?;
-    Ok((WriteTurn { _held: turn }, txn))
+        .await
 }
 
 /// CONFLICT when the caller acted on a version of `what` other than the
@@ -76,16 +56,15 @@ mod tests {
     #[tokio::test]
     async fn sqlite_writers_wait_for_the_turn_before_them() {
         let db = Database::connect("sqlite::memory:").await.expect("connect");
-        let queue = WriteQueue::for_database(&db);
-        let (turn, txn) = begin_write(&db, &queue).await.expect("first writer");
+        let queue = WriteQueue::Sqlite(Database::connect("sqlite::memory:").await.expect("writer"));
+        let txn = begin_write(&db, &queue).await.expect("first writer");
         let second = tokio::spawn({
             let (db, queue) = (db.clone(), queue.clone());
             async move { begin_write(&db, &queue).await.map(|_| ()) }
         });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!second.is_finished(), "the second writer waits while the first holds its turn");
+        assert!(!second.is_finished(), "the second writer waits while the first holds the connection");
         txn.commit().await.expect("commit");
-        drop(turn);
         tokio::time::timeout(Duration::from_secs(5), second)
             .await
             .expect("the second writer proceeds")

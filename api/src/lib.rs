@@ -60,6 +60,8 @@ pub enum StartError {
     Secret(#[from] std::io::Error),
     #[error(transparent)]
     Events(#[from] events::StartError),
+    #[error("cannot open the database's writer connection: {0}")]
+    Writer(#[from] DbErr),
 }
 
 /// Connects to the database named by the settings and brings its schema up to date.
@@ -68,10 +70,24 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
     }
+    let mut options = connect_options(settings);
+    options.max_connections(settings.db_max_connections).acquire_timeout(Duration::from_secs(5));
+    let db = Database::connect(options).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// SQLite's writers' own connection (see `db::WriteQueue`): one, which they
+/// wait for in turn, for as long as an operation may run.
+async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
+    let mut options = connect_options(settings);
+    options.min_connections(1).max_connections(1).acquire_timeout(settings.execution_timeout);
+    Database::connect(options).await
+}
+
+fn connect_options(settings: &Settings) -> ConnectOptions {
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
-        .max_connections(settings.db_max_connections)
-        .acquire_timeout(Duration::from_secs(5))
         .sqlx_logging(false)
         // SQLite: readers do not block the writer, and a writer waits its turn
         // instead of failing with "database is locked".
@@ -83,9 +99,7 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
     if let Some(schema) = &settings.database_schema {
         options.set_schema_search_path(schema.clone());
     }
-    let db = Database::connect(options).await?;
-    Migrator::up(&db, None).await?;
-    Ok(db)
+    options
 }
 
 /// Everything the handlers share, with the event relay started on the
@@ -105,7 +119,10 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
         .map_err(events::StartError::Redis)?;
     let (shutting_down, _) = tokio::sync::watch::channel(false);
     let documents = graphql::documents::Documents::new(settings.max_aliases);
-    let writers = crate::db::WriteQueue::for_database(&db);
+    let writers = match db.get_database_backend() {
+        sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::Sqlite(connect_sqlite_writer(&settings).await?),
+        _ => db::WriteQueue::RowLocks,
+    };
     Ok(Arc::new(AppContext {
         db,
         settings,

@@ -371,7 +371,7 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     phone.expect_quiet(Duration::from_millis(200)).await;
 
     // A writer appends an event and holds its transaction open...
-    let (turn, txn) = api::db::begin_write(&app.db, &app.context.writers).await.expect("begin");
+    let txn = api::db::begin_write(&app.db, &app.context.writers).await.expect("begin");
     let appended = api::events::append(
         &txn,
         vec![NewEvent {
@@ -401,7 +401,6 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     assert!(!second.is_finished(), "the submission did not wait for the open transaction that appended an event");
 
     txn.commit().await.expect("commit");
-    drop(turn);
     let body = tokio::time::timeout(EVENT_WAIT, second).await.expect("the submission finishes").expect("task");
     assert!(body.get("errors").is_none(), "{body}");
     let second = body["data"]["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("order id").to_owned();
@@ -564,7 +563,7 @@ async fn append_burst(
         recipients: vec![user],
     };
     let events = (0..count).flat_map(|_| [event(recipient, order), event(bystander, their_order)]).collect();
-    let (_turn, txn) = api::db::begin_write(&app.db, &app.context.writers).await.expect("begin");
+    let txn = api::db::begin_write(&app.db, &app.context.writers).await.expect("begin");
     let seqs = api::events::append(&txn, events).await.expect("append");
     txn.commit().await.expect("commit");
     app.context.events.committed();

@@ -1,52 +1,66 @@
 //! Who an event is for, by the roles the areas address: a unit's current
-//! residents, the butlers of a building, and employees of a community.
+//! residents, the butlers of a building, and employees of a community. Each
+//! group is a query of user ids; `people` asks for all of them in one statement.
 
 use entity::{
     butler_assignment,
     enums::{Role, StaffPosition},
     unit_membership, user,
 };
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, sea_query::SimpleExpr};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityName,
+    sea_query::{Query, SelectStatement, SimpleExpr, UnionType},
+};
 
 /// The people who currently live in the unit.
-pub async fn residents_of(db: &impl ConnectionTrait, unit_id: i64) -> Result<Vec<i64>, DbErr> {
-    unit_membership::Entity::find()
-        .select_only()
+pub fn residents_of(unit_id: i64) -> SelectStatement {
+    Query::select()
         .column(unit_membership::Column::UserId)
-        .filter(unit_membership::Column::UnitId.eq(unit_id))
-        .filter(unit_membership::Column::MovedOutOn.is_null())
-        .into_tuple()
-        .all(db)
-        .await
+        .from(unit_membership::Entity.table_ref())
+        .and_where(unit_membership::Column::UnitId.eq(unit_id))
+        .and_where(unit_membership::Column::MovedOutOn.is_null())
+        .to_owned()
 }
 
 /// Butlers assigned to the buildings `building` selects (a condition on
 /// `butler_assignment.building_id`).
-pub async fn butlers_of(db: &impl ConnectionTrait, building: SimpleExpr) -> Result<Vec<i64>, DbErr> {
-    butler_assignment::Entity::find()
-        .select_only()
+pub fn butlers_of(building: SimpleExpr) -> SelectStatement {
+    Query::select()
         .column(butler_assignment::Column::ButlerId)
-        .filter(building)
-        .into_tuple()
-        .all(db)
-        .await
+        .from(butler_assignment::Entity.table_ref())
+        .and_where(building)
+        .to_owned()
 }
 
 /// The community's employees with `role`, and for staff one of `positions`
 /// (any position when empty).
-pub async fn employees_of(
-    db: &impl ConnectionTrait,
-    community_id: i64,
-    role: Role,
-    positions: &[StaffPosition],
-) -> Result<Vec<i64>, DbErr> {
-    let mut select = user::Entity::find()
-        .select_only()
+pub fn employees_of(community_id: i64, role: Role, positions: &[StaffPosition]) -> SelectStatement {
+    let mut select = Query::select()
         .column(user::Column::Id)
-        .filter(user::Column::CommunityId.eq(community_id))
-        .filter(user::Column::Role.eq(role));
+        .from(user::Entity.table_ref())
+        .and_where(user::Column::CommunityId.eq(community_id))
+        .and_where(user::Column::Role.eq(role))
+        .to_owned();
     if !positions.is_empty() {
-        select = select.filter(user::Column::Position.is_in(positions.iter().copied()));
+        select.and_where(user::Column::Position.is_in(positions.iter().copied()));
     }
-    select.into_tuple().all(db).await
+    select
+}
+
+/// Everyone in `groups`, and `also`, read in one statement: the groups are
+/// asked as one UNION. (The outbox drops repeated recipients.)
+pub async fn people(
+    db: &impl ConnectionTrait,
+    groups: impl IntoIterator<Item = SelectStatement>,
+    also: impl IntoIterator<Item = i64>,
+) -> Result<Vec<i64>, DbErr> {
+    let mut groups = groups.into_iter();
+    let mut users: Vec<i64> = also.into_iter().collect();
+    if let Some(mut union) = groups.next() {
+        union.unions(groups.map(|group| (UnionType::Distinct, group)));
+        for row in db.query_all(&union).await? {
+            users.push(row.try_get_by_index(0)?);
+        }
+    }
+    Ok(users)
 }

@@ -20,11 +20,13 @@ pub async fn high_water_mark(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     Ok(event_stream::Entity::find_by_id(1).one(db).await?.map(|row| row.last_seq).unwrap_or(0))
 }
 
-/// Committed events with `after < seq <= up_to`, oldest first, with recipients.
-pub async fn load_range(db: &impl ConnectionTrait, after: i64, up_to: i64) -> Result<Vec<OutboxEvent>, DbErr> {
+/// The next committed events after `after`, oldest first, with recipients.
+/// Committed events always form an unbroken run of `seq` (see `outbox::append`),
+/// so whatever is past the watermark can be read without first asking how far
+/// the run goes.
+pub async fn load_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<OutboxEvent>, DbErr> {
     let rows = event::Entity::find()
         .filter(event::Column::Seq.gt(after))
-        .filter(event::Column::Seq.lte(up_to))
         .order_by_asc(event::Column::Seq)
         .limit(BATCH)
         .all(db)
@@ -32,7 +34,7 @@ pub async fn load_range(db: &impl ConnectionTrait, after: i64, up_to: i64) -> Re
     with_recipients(db, rows).await
 }
 
-pub async fn with_recipients(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<OutboxEvent>, DbErr> {
+async fn with_recipients(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<OutboxEvent>, DbErr> {
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
         return Ok(Vec::new());
     };
@@ -80,16 +82,15 @@ async fn run(db: DatabaseConnection, router: Router, wake: Arc<Notify>, mut wate
 }
 
 async fn catch_up(db: &DatabaseConnection, router: &Router, mut watermark: i64) -> Result<i64, DbErr> {
-    let high = high_water_mark(db).await?;
-    while watermark < high {
-        let events = load_range(db, watermark, high).await?;
-        let Some(last) = events.last().map(|event| event.seq) else {
-            break;
-        };
+    loop {
+        let events = load_after(db, watermark).await?;
+        let more = events.len() as u64 == BATCH;
         for event in events {
+            watermark = event.seq;
             router.deliver(event);
         }
-        watermark = last;
+        if !more {
+            return Ok(watermark);
+        }
     }
-    Ok(high.max(watermark))
 }

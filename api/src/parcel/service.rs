@@ -163,21 +163,23 @@ async fn unit_of_community(db: &impl ConnectionTrait, community_id: i64, unit_id
 /// The unit's current residents, the butlers of its building and the front
 /// desk; for a parcel without a unit, the front desk and all the community's butlers.
 async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiResult<Vec<i64>> {
-    let mut users = match parcel.unit_id {
+    let front_desk = audience::employees_of(parcel.community_id, Role::Staff, &[StaffPosition::FrontDesk]);
+    let groups = match parcel.unit_id {
         Some(unit_id) => {
             let building = Query::select()
                 .column(unit::Column::BuildingId)
                 .from(unit::Entity)
                 .and_where(unit::Column::Id.eq(unit_id))
                 .to_owned();
-            let mut users = audience::residents_of(db, unit_id).await?;
-            users.extend(audience::butlers_of(db, butler_assignment::Column::BuildingId.in_subquery(building)).await?);
-            users
+            vec![
+                audience::residents_of(unit_id),
+                audience::butlers_of(butler_assignment::Column::BuildingId.in_subquery(building)),
+                front_desk,
+            ]
         }
-        None => audience::employees_of(db, parcel.community_id, Role::Butler, &[]).await?,
+        None => vec![audience::employees_of(parcel.community_id, Role::Butler, &[]), front_desk],
     };
-    users.extend(audience::employees_of(db, parcel.community_id, Role::Staff, &[StaffPosition::FrontDesk]).await?);
-    Ok(users)
+    Ok(audience::people(db, groups, []).await?)
 }
 
 async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<()> {
@@ -279,7 +281,7 @@ pub async fn register(
         Handler::Staff(principal) => (Some(principal.user_id), None),
         Handler::Integrator { client_id, .. } => (None, Some(*client_id)),
     };
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
     let mut codes = HashSet::new();
     let mut registered = Vec::with_capacity(checked.len());
     for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
@@ -355,12 +357,12 @@ async fn commit_change(
 ) -> ApiResult<parcel::Model> {
     update.version = Set(parcel.version + 1);
     update.updated_at = Set(Utc::now());
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
-    let updated = parcel::Entity::update_many()
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
+    let changed = parcel::Entity::update_many()
         .set(update)
         .filter(parcel::Column::Id.eq(parcel.id))
         .filter(parcel::Column::Version.eq(parcel.version))
-        .exec(&txn)
+        .exec_with_returning(&txn)
         .await
         .map_err(|err| {
             if is_unique_violation(&err) {
@@ -368,11 +370,9 @@ async fn commit_change(
             } else {
                 err.into()
             }
-        })?;
-    if updated.rows_affected == 0 {
-        return Err(ApiError::conflict("the parcel was changed by someone else at the same time; reload it"));
-    }
-    let changed = parcel::Entity::find_by_id(parcel.id).one(&txn).await?.ok_or(ApiError::NotFound("parcel"))?;
+        })?
+        .pop()
+        .ok_or_else(|| ApiError::conflict("the parcel was changed by someone else at the same time; reload it"))?;
     if let Some(event) = event {
         announce(&txn, &changed, event).await?;
     }
@@ -573,7 +573,7 @@ pub(super) async fn remind(app: &AppContext, parcel: &parcel::Model, now: DateTi
     let interval = Duration::from_std(app.settings.parcel_reminder_interval)
         .map_err(|_| ApiError::Internal("reminder interval out of range".into()))?;
     let next = (number < app.settings.parcel_reminder_count).then_some(now + interval);
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
     let updated = parcel::Entity::update_many()
         .col_expr(parcel::Column::ReminderCount, Expr::value(number))
         .col_expr(parcel::Column::NextReminderAt, Expr::value(next))

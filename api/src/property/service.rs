@@ -160,7 +160,7 @@ pub async fn move_in(app: &AppContext, principal: &Principal, input: MoveIn) -> 
         None => None,
     };
 
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
     let resident = match user::Entity::find().filter(user::Column::Phone.eq(phone.as_str())).one(&txn).await? {
         Some(existing) if existing.role != Role::Resident => {
             return Err(ApiError::conflict("this phone number belongs to a staff account"));
@@ -277,7 +277,7 @@ pub async fn set_emergency_contacts(
             ..Default::default()
         });
     }
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
     // Raising the version only from the one that was read makes the later of
     // two simultaneous replacements fail instead of overwriting the first.
     let raised = unit::Entity::update_many()
@@ -304,6 +304,19 @@ fn unique_conflict(err: sea_orm::DbErr, message: &str) -> ApiError {
 }
 
 /// The building of a row the caller was already allowed to see.
-pub async fn find_building_unscoped(db: &impl ConnectionTrait, id: i64) -> ApiResult<building::Model> {
-    building::Entity::find_by_id(id).one(db).await?.ok_or(ApiError::NotFound("building"))
+/// A unit the principal may see, with its building, in one statement.
+pub async fn find_unit_with_building(
+    db: &impl ConnectionTrait,
+    principal: &Principal,
+    id: i64,
+) -> ApiResult<(unit::Model, building::Model)> {
+    match unit::Entity::find_by_id(id)
+        .filter(scope::units(principal))
+        .find_also_related(building::Entity)
+        .one(db)
+        .await?
+    {
+        Some((unit, Some(building))) => Ok((unit, building)),
+        _ => Err(ApiError::NotFound("unit")),
+    }
 }

@@ -195,19 +195,27 @@ fn join_prefixed<R: EntityTrait>(
     page
 }
 
-/// Everyone a change to `order` concerns: the residents of its unit, the
+/// Everyone a change to an order concerns: the residents of its unit, the
 /// butlers of its building, its technician, and the community's supervisors
 /// and managers.
 async fn recipients(db: &impl ConnectionTrait, order: &repair_order::Model) -> ApiResult<Vec<i64>> {
-    let mut users = match order.unit_id {
-        Some(unit_id) => audience::residents_of(db, unit_id).await?,
-        None => Vec::new(),
-    };
-    users.extend(audience::butlers_of(db, butler_assignment::Column::BuildingId.eq(order.building_id)).await?);
-    users.extend(order.assignee_id);
+    recipients_at(db, order.community_id, order.building_id, order.unit_id, order.assignee_id).await
+}
+
+async fn recipients_at(
+    db: &impl ConnectionTrait,
+    community_id: i64,
+    building_id: i64,
+    unit_id: Option<i64>,
+    assignee_id: Option<i64>,
+) -> ApiResult<Vec<i64>> {
     let office = [StaffPosition::Supervisor, StaffPosition::Manager];
-    users.extend(audience::employees_of(db, order.community_id, Role::Staff, &office).await?);
-    Ok(users)
+    let mut groups = vec![
+        audience::butlers_of(butler_assignment::Column::BuildingId.eq(building_id)),
+        audience::employees_of(community_id, Role::Staff, &office),
+    ];
+    groups.extend(unit_id.map(audience::residents_of));
+    Ok(audience::people(db, groups, assignee_id).await?)
 }
 
 /// What a change writes besides the order's own columns.
@@ -236,19 +244,19 @@ async fn commit_change(
     };
     update.version = Set(order.version + 1);
     update.updated_at = Set(now);
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
-    let updated = repair_order::Entity::update_many()
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
+    let changed = repair_order::Entity::update_many()
         .set(update)
         .filter(repair_order::Column::Id.eq(order.id))
         .filter(repair_order::Column::Version.eq(order.version))
-        .exec(&txn)
-        .await?;
-    if updated.rows_affected == 0 {
-        return Err(ApiError::conflict("the repair order was changed by someone else at the same time; reload it"));
-    }
-    let changed =
-        repair_order::Entity::find_by_id(order.id).one(&txn).await?.ok_or(ApiError::NotFound("repair order"))?;
-    record(&txn, &changed, to_state.map(|_| order.state), to_state, change, now).await?;
+        .exec_with_returning(&txn)
+        .await?
+        .pop()
+        .ok_or_else(|| {
+            ApiError::conflict("the repair order was changed by someone else at the same time; reload it")
+        })?;
+    let recipients = recipients(&txn, &changed).await?;
+    record(&txn, &changed, to_state.map(|_| order.state), to_state, change, recipients, now).await?;
     txn.commit().await?;
     app.events.committed();
     Ok(changed)
@@ -260,6 +268,7 @@ async fn record(
     from_state: Option<RepairState>,
     to_state: Option<RepairState>,
     change: Change,
+    recipients: Vec<i64>,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     repair_order_change::ActiveModel {
@@ -274,7 +283,6 @@ async fn record(
     }
     .insert(txn)
     .await?;
-    let recipients = recipients(txn, order).await?;
     events::append(
         txn,
         vec![NewEvent {
@@ -329,8 +337,7 @@ async fn place(app: &AppContext, principal: &Principal, submission: &Submission)
             return Err(ApiError::bad_input("residentId", "residents report for themselves"));
         }
         let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
-        let unit = property::find_unit(db, principal, unit_id).await?;
-        let building = property::find_building_unscoped(db, unit.building_id).await?;
+        let (unit, building) = property::find_unit_with_building(db, principal, unit_id).await?;
         let resident = user::Entity::find_by_id(principal.user_id).one(db).await?;
         return Ok(Placement {
             community_id: building.community_id,
@@ -350,8 +357,8 @@ async fn place(app: &AppContext, principal: &Principal, submission: &Submission)
     }
     let (building, unit) = match (submission.unit_id, submission.building_id) {
         (Some(unit_id), _) => {
-            let unit = property::find_unit(db, principal, unit_id).await?;
-            (property::find_building_unscoped(db, unit.building_id).await?, Some(unit))
+            let (unit, building) = property::find_unit_with_building(db, principal, unit_id).await?;
+            (building, Some(unit))
         }
         (None, Some(building_id)) if channel == RepairChannel::Patrol => {
             (property::find_building(db, principal, building_id).await?, None)
@@ -415,10 +422,14 @@ pub async fn submit(
             .map(|within| now + within)
             .map_err(|_| ApiError::Internal("repair SLA out of range".into()))
     };
+    // Read before the write turn, which is SQLite's one lane: a new order
+    // concerns its place's people, and nobody is assigned yet.
+    let recipients =
+        recipients_at(&app.db, placement.community_id, placement.building_id, placement.unit_id, None).await?;
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
 
     let result = async {
-        let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
+        let txn = crate::db::begin_write(&app.db, &app.writers).await?;
         let order = repair_order::ActiveModel {
             community_id: Set(placement.community_id),
             building_id: Set(placement.building_id),
@@ -457,7 +468,7 @@ pub async fn submit(
         }
         let change =
             Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
-        record(&txn, &order, None, Some(RepairState::Submitted), change, now).await?;
+        record(&txn, &order, None, Some(RepairState::Submitted), change, recipients, now).await?;
         if let Some(claim) = claim {
             claim.record(&txn, &[order.id]).await?;
         }
@@ -654,7 +665,7 @@ pub async fn add_follow_up(
         return Err(illegal(&order, "follow up on"));
     }
     let now = Utc::now();
-    let (_turn, txn) = crate::db::begin_write(&app.db, &app.writers).await?;
+    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
     let bumped = repair_order::Entity::update_many()
         .col_expr(repair_order::Column::Version, Expr::value(order.version + 1))
         .col_expr(repair_order::Column::UpdatedAt, Expr::value(now))
@@ -683,7 +694,8 @@ pub async fn add_follow_up(
         actor: Some(principal.user_id),
         note: Some(outcome),
     };
-    record(&txn, &updated, None, None, change, now).await?;
+    let recipients = recipients(&txn, &updated).await?;
+    record(&txn, &updated, None, None, change, recipients, now).await?;
     txn.commit().await?;
     app.events.committed();
     Ok(updated)
