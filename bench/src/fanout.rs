@@ -88,14 +88,14 @@ async fn seed_residents(fixture: &Fixture, building_id: i64, residents: usize) -
 }
 
 pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds: u64) {
-    let server = Child::api(fixture).await;
-    let seeded = fixture.seed_orders(&server, 0).await;
+    let servers = Child::apis(fixture).await;
+    let seeded = fixture.seed_orders(&servers[0], 0).await;
     let residents = seed_residents(fixture, seeded.building_id, subscribers).await;
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let phones: Vec<_> = stream::iter(residents.iter().enumerate())
         .map(|(n, (_, token))| {
             let source = Ipv4Addr::new(127, 0, 0, 2 + (n % 200) as u8);
-            sockets::subscribed(server.addr(), token, source, PARCEL_EVENTS)
+            sockets::subscribed(servers[n % servers.len()].addr(), token, source, PARCEL_EVENTS)
         })
         .buffer_unordered(64)
         .collect()
@@ -114,10 +114,15 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds:
         });
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    println!("S5 {subscribers} subscribed phones, one-recipient parcel events at {per_second}/s for {seconds} s");
+    println!(
+        "S5 {subscribers} subscribed phones, one-recipient parcel events at {per_second}/s for {seconds} s, {} API instance(s)",
+        servers.len()
+    );
 
     let desk = seeded.desk_token.clone();
-    let url = server.url("/graphql");
+    // With several instances the registrations alternate between them, so
+    // about half of the events reach a phone on another instance.
+    let urls: Vec<String> = servers.iter().map(|server| server.url("/graphql")).collect();
     let http = reqwest::Client::new();
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
     let total = per_second * seconds;
@@ -125,7 +130,7 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds:
     for n in 0..total {
         ticker.tick().await;
         let (unit_id, _) = &residents[rand::random_range(0..residents.len())];
-        let (http, url, desk) = (http.clone(), url.clone(), desk.clone());
+        let (http, url, desk) = (http.clone(), urls[n as usize % urls.len()].clone(), desk.clone());
         let variables = json!({ "unit": format!("unit_{unit_id}"), "tracking": format!("T{}-{n}", micros_now()) });
         sends.push(tokio::spawn(async move { call(&http, &url, &desk, REGISTER, variables).await }));
     }

@@ -3,6 +3,7 @@
 
 use std::{
     net::TcpListener,
+    os::unix::process::CommandExt,
     process::{Command, Stdio},
     sync::{
         Arc,
@@ -25,6 +26,7 @@ const UNLIMITED: &str = "1000000000";
 pub struct Fixture {
     pub settings: Settings,
     db: DatabaseConnection,
+    instances: usize,
     _dir: tempfile::TempDir,
 }
 
@@ -39,7 +41,9 @@ pub struct Seeded {
 }
 
 impl Fixture {
-    pub async fn create(db: Db) -> Self {
+    /// A fresh database for `instances` API servers; more than one share
+    /// events through Redis, under a key prefix of their own.
+    pub async fn create(db: Db, instances: usize) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut settings = Settings {
             data_dir: dir.path().to_path_buf(),
@@ -56,8 +60,13 @@ impl Fixture {
             settings.database_url = url;
             settings.database_schema = Some(schema);
         }
+        if instances > 1 {
+            let url = std::env::var("BENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+            settings.redis_url = Some(url);
+            settings.redis_key_prefix = format!("bench-{:08x}", rand::random::<u32>());
+        }
         let db = api::connect_database(&settings).await.expect("database");
-        Self { settings, db, _dir: dir }
+        Self { settings, db, instances, _dir: dir }
     }
 
     pub fn db(&self) -> &DatabaseConnection {
@@ -65,9 +74,13 @@ impl Fixture {
     }
 
     pub fn describe(&self) -> String {
-        match &self.settings.database_schema {
+        let database = match &self.settings.database_schema {
             Some(schema) => format!("PostgreSQL (schema {schema})"),
             None => "SQLite (WAL)".to_owned(),
+        };
+        match &self.settings.redis_url {
+            Some(_) => format!("{database}; {} API instances through Redis", self.instances),
+            None => database,
         }
     }
 
@@ -86,8 +99,9 @@ impl Fixture {
         if let Some(schema) = &self.settings.database_schema {
             env.push(("DATABASE_SCHEMA", schema.clone()));
         }
-        if let Ok(redis) = std::env::var("BENCH_REDIS_URL") {
-            env.push(("REDIS_URL", redis));
+        if let Some(redis) = &self.settings.redis_url {
+            env.push(("REDIS_URL", redis.clone()));
+            env.push(("REDIS_KEY_PREFIX", self.settings.redis_key_prefix.clone()));
         }
         let mut env: Vec<(String, String)> = env.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
         for limit in ["IP", "CALLER", "AUTH", "CODE"] {
@@ -218,11 +232,22 @@ pub async fn call(http: &reqwest::Client, url: &str, token: &str, query: &str, v
 pub struct Child {
     process: std::process::Child,
     addr: String,
+    /// How long a stopped server may take to exit before it is killed.
+    grace: Duration,
 }
 
 impl Child {
     pub async fn api(fixture: &Fixture) -> Self {
         Self::start(fixture, &["serve-api"], "/healthz").await
+    }
+
+    /// As many API servers as the fixture was made for.
+    pub async fn apis(fixture: &Fixture) -> Vec<Self> {
+        let mut servers = Vec::with_capacity(fixture.instances);
+        for _ in 0..fixture.instances {
+            servers.push(Self::api(fixture).await);
+        }
+        servers
     }
 
     pub async fn baselines(fixture: &Fixture) -> Self {
@@ -243,12 +268,28 @@ impl Child {
         if args == ["serve-baselines"] {
             command.arg(&addr);
         }
+        // A group of its own, so that stopping it stops a profiler's children
+        // too; and killed with this process, which no longer shares its Ctrl-C.
+        command.process_group(0);
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         let process = command
             .envs(fixture.env(&addr))
             .stdout(Stdio::null())
             .spawn()
             .expect("start the server (is taskset installed?)");
-        let child = Self { process, addr };
+        let grace = if std::env::var_os("BENCH_SERVER_WRAPPER").is_some() {
+            // Time for the profiler to write its report.
+            Duration::from_secs(300)
+        } else {
+            Duration::from_secs(5)
+        };
+        let child = Self { process, addr, grace };
         let http = reqwest::Client::new();
         for _ in 0..300 {
             if http.get(child.url(ready_path)).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -273,8 +314,21 @@ impl Child {
 }
 
 impl Drop for Child {
+    /// Stops the server's process group with SIGTERM (a profiler wrapping it
+    /// then writes its report), and kills it if it outlives its grace period.
     fn drop(&mut self) {
-        let _ = self.process.kill();
+        let group = -(self.process.id() as libc::pid_t);
+        // SAFETY: kill only sends a signal, to the group this child leads.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + self.grace;
+        while std::time::Instant::now() < deadline {
+            if self.process.try_wait().is_ok_and(|status| status.is_some()) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; whatever is left of the group goes.
+        unsafe { libc::kill(group, libc::SIGKILL) };
         let _ = self.process.wait();
     }
 }

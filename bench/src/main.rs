@@ -60,7 +60,12 @@ enum Scenario {
     S2,
     /// S3: `submitRepairOrder` against B2, the raw INSERTs, counting every
     /// event at a subscriber.
-    S3,
+    S3 {
+        /// API instances sharing the database; more than one joins them
+        /// through Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379).
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
+    },
     /// S4: memory per idle subscribed WebSocket (RSS delta of the server).
     S4 {
         /// Connection counts to measure at, in ascending order.
@@ -75,6 +80,9 @@ enum Scenario {
         /// Parcel registrations per second.
         #[arg(long, default_value_t = 500)]
         rate: u64,
+        /// API instances sharing the database, joined through Redis when more than one.
+        #[arg(long, default_value_t = 1)]
+        instances: usize,
     },
     /// Runs the API server from the environment (used by the scenarios).
     #[command(hide = true)]
@@ -117,14 +125,18 @@ fn serve_baselines(bind: &str) {
 }
 
 async fn measure(cli: &Cli) {
-    let fixture = Fixture::create(cli.db).await;
-    println!("database: {}; server on core 0 (1 worker), load generator on core 1", fixture.describe());
+    let instances = match cli.scenario {
+        Scenario::S3 { instances } | Scenario::S5 { instances, .. } => instances.max(1),
+        _ => 1,
+    };
+    let fixture = Fixture::create(cli.db, instances).await;
+    println!("database: {}; server on core 0 (1 worker each), load generator on core 1", fixture.describe());
     match &cli.scenario {
         Scenario::S1 => s1(cli, &fixture).await,
         Scenario::S2 => s2(cli, &fixture).await,
-        Scenario::S3 => s3(cli, &fixture).await,
+        Scenario::S3 { .. } => s3(cli, &fixture).await,
         Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
-        Scenario::S5 { subscribers, rate } => fanout::s5(&fixture, *subscribers, *rate, cli.seconds).await,
+        Scenario::S5 { subscribers, rate, .. } => fanout::s5(&fixture, *subscribers, *rate, cli.seconds).await,
         Scenario::ServeApi | Scenario::ServeBaselines { .. } => unreachable!("handled in main"),
     }
 }
@@ -154,11 +166,18 @@ fn report(name: &str, api: &Stats, baseline_name: &str, baseline: &Stats, target
     );
 }
 
-fn graphql(url: &str, token: Option<&str>, query: &'static str, variables: serde_json::Value) -> load::MakeRequest {
-    let (url, token) = (url.to_owned(), token.map(str::to_owned));
+/// Posts `query` as `token`; with several servers, each client keeps to one of them.
+fn graphql(
+    servers: &[Child],
+    token: Option<&str>,
+    query: &'static str,
+    variables: serde_json::Value,
+) -> load::MakeRequest {
+    let urls: Vec<String> = servers.iter().map(|server| server.url("/graphql")).collect();
+    let token = token.map(str::to_owned);
     let body = Arc::new(json!({ "query": query, "variables": variables }));
-    Arc::new(move |http, _, _| {
-        let request = http.post(&url).json(body.as_ref());
+    Arc::new(move |http, client, _| {
+        let request = http.post(&urls[client % urls.len()]).json(body.as_ref());
         match &token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -172,7 +191,7 @@ async fn s1(cli: &Cli, fixture: &Fixture) {
     let b0 = repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&b0_url))).await;
     drop(baselines);
     let server = Child::api(fixture).await;
-    let s1 = repeat(cli, cli.clients, graphql(&server.url("/graphql"), None, "{ __typename }", json!({}))).await;
+    let s1 = repeat(cli, cli.clients, graphql(&[server], None, "{ __typename }", json!({}))).await;
     println!("S1 `{{ __typename }}`, {} clients", cli.clients);
     report("S1", &s1, "B0", &b0, 0.40);
 }
@@ -187,9 +206,10 @@ async fn s2(cli: &Cli, fixture: &Fixture) {
         let url = format!("{}?user={}", baselines.url("/b1"), seeded.owner_id);
         repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&url))).await
     };
-    let page = graphql(&server.url("/graphql"), Some(&seeded.owner_token), RESIDENT_PAGE, json!({ "first": 20 }));
+    let servers = [server];
+    let page = graphql(&servers, Some(&seeded.owner_token), RESIDENT_PAGE, json!({ "first": 20 }));
     let s2 = repeat(cli, cli.clients, page).await;
-    drop(server);
+    drop(servers);
     println!("S2 a resident's repairOrders(first: 20) with unit, building, assignee; {} clients", cli.clients);
     report("S2", &s2, "B1", &b1, 0.70);
     println!("  p99 ratio {:.2} (target ≤ 2)", s2.p99.as_secs_f64() / b1.p99.as_secs_f64());
@@ -200,8 +220,8 @@ async fn s2(cli: &Cli, fixture: &Fixture) {
 const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"厨房水龙头漏水\"}) { repairOrder { id } } }";
 
 async fn s3(cli: &Cli, fixture: &Fixture) {
-    let server = Child::api(fixture).await;
-    let seeded = fixture.seed_orders(&server, 0).await;
+    let servers = Child::apis(fixture).await;
+    let seeded = fixture.seed_orders(&servers[0], 0).await;
     let b2 = {
         let baselines = Child::baselines(fixture).await;
         let url = format!(
@@ -215,17 +235,15 @@ async fn s3(cli: &Cli, fixture: &Fixture) {
         repeat(cli, cli.clients, Arc::new(move |http, _, _| http.post(&url))).await
     };
     let before = fixture.count_orders().await;
-    let counter = sockets::EventCounter::start(&server, &seeded.owner_token).await;
-    let submit = graphql(
-        &server.url("/graphql"),
-        Some(&seeded.owner_token),
-        SUBMIT,
-        json!({ "unit": format!("unit_{}", seeded.unit_id) }),
-    );
+    // With several instances the subscriber sits on the last one, so that
+    // most events cross from the instance that committed them.
+    let counter = sockets::EventCounter::start(servers.last().expect("a server"), &seeded.owner_token).await;
+    let submit =
+        graphql(&servers, Some(&seeded.owner_token), SUBMIT, json!({ "unit": format!("unit_{}", seeded.unit_id) }));
     let s3 = repeat(cli, cli.clients, submit).await;
     let created = fixture.count_orders().await - before;
     let delivered = counter.wait_for(created, Duration::from_secs(30)).await;
-    println!("S3 submitRepairOrder, {} clients", cli.clients);
+    println!("S3 submitRepairOrder, {} clients, {} API instance(s)", cli.clients, servers.len());
     report("S3", &s3, "B2", &b2, 0.50);
     println!("  p99 {:.2} ms (target ≤ 20 ms)", ms(s3.p99));
     println!("  events delivered to the subscriber: {delivered} of {created} orders created");
