@@ -232,8 +232,6 @@ pub async fn call(http: &reqwest::Client, url: &str, token: &str, query: &str, v
 pub struct Child {
     process: std::process::Child,
     addr: String,
-    /// How long a stopped server may take to exit before it is killed.
-    grace: Duration,
 }
 
 impl Child {
@@ -283,13 +281,7 @@ impl Child {
             .stdout(Stdio::null())
             .spawn()
             .expect("start the server (is taskset installed?)");
-        let grace = if std::env::var_os("BENCH_SERVER_WRAPPER").is_some() {
-            // Time for the profiler to write its report.
-            Duration::from_secs(300)
-        } else {
-            Duration::from_secs(5)
-        };
-        let child = Self { process, addr, grace };
+        let child = Self { process, addr };
         let http = reqwest::Client::new();
         for _ in 0..300 {
             if http.get(child.url(ready_path)).send().await.is_ok_and(|r| r.status().is_success()) {
@@ -320,7 +312,9 @@ impl Drop for Child {
         let group = -(self.process.id() as libc::pid_t);
         // SAFETY: kill only sends a signal, to the group this child leads.
         unsafe { libc::kill(group, libc::SIGTERM) };
-        let deadline = std::time::Instant::now() + self.grace;
+        // A profiler wrapping the server needs time to write its report.
+        let grace = if std::env::var_os("BENCH_SERVER_WRAPPER").is_some() { 300 } else { 5 };
+        let deadline = std::time::Instant::now() + Duration::from_secs(grace);
         while std::time::Instant::now() < deadline {
             if self.process.try_wait().is_ok_and(|status| status.is_some()) {
                 break;

@@ -303,7 +303,6 @@ fn unique_conflict(err: sea_orm::DbErr, message: &str) -> ApiError {
     if is_unique_violation(&err) { ApiError::conflict(message) } else { err.into() }
 }
 
-/// The building of a row the caller was already allowed to see.
 /// A unit the principal may see, with its building, in one statement.
 pub async fn find_unit_with_building(
     db: &impl ConnectionTrait,

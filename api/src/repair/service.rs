@@ -422,8 +422,8 @@ pub async fn submit(
             .map(|within| now + within)
             .map_err(|_| ApiError::Internal("repair SLA out of range".into()))
     };
-    // Read before the write turn, which is SQLite's one lane: a new order
-    // concerns its place's people, and nobody is assigned yet.
+    // Read before taking the writer connection, SQLite's one lane: a new
+    // order concerns its place's people, and nobody is assigned yet.
     let recipients =
         recipients_at(&app.db, placement.community_id, placement.building_id, placement.unit_id, None).await?;
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
