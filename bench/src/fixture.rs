@@ -306,12 +306,15 @@ impl Child {
 }
 
 impl Drop for Child {
-    /// Stops the server's process group with SIGTERM (a profiler wrapping it
-    /// then writes its report), and kills it if it outlives its grace period.
+    /// Stops the server with SIGTERM, waits for its group to finish (a
+    /// profiler wrapping it then writes its report), and kills whatever is
+    /// left of the group after a grace period.
     fn drop(&mut self) {
-        let group = -(self.process.id() as libc::pid_t);
-        // SAFETY: kill only sends a signal, to the group this child leads.
-        unsafe { libc::kill(group, libc::SIGTERM) };
+        let group = self.process.id() as libc::pid_t;
+        for server in servers_in_group(group) {
+            // SAFETY: kill only sends a signal, to a process of this child's group.
+            unsafe { libc::kill(server, libc::SIGTERM) };
+        }
         // A profiler wrapping the server needs time to write its report.
         let grace = if std::env::var_os("BENCH_SERVER_WRAPPER").is_some() { 300 } else { 5 };
         let deadline = std::time::Instant::now() + Duration::from_secs(grace);
@@ -322,9 +325,25 @@ impl Drop for Child {
             std::thread::sleep(Duration::from_millis(50));
         }
         // SAFETY: as above; whatever is left of the group goes.
-        unsafe { libc::kill(group, libc::SIGKILL) };
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.process.wait();
     }
+}
+
+/// The server processes (this executable) in process group `group`. Only
+/// they are asked to stop: a wrapping profiler's own processes (heaptrack's
+/// interpreter and compressor) must live on to write the report.
+fn servers_in_group(group: libc::pid_t) -> Vec<libc::pid_t> {
+    let Ok(own_exe) = std::env::current_exe() else { return vec![group] };
+    let Ok(processes) = std::fs::read_dir("/proc") else { return vec![group] };
+    processes
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<libc::pid_t>().ok())
+        .filter(|pid| {
+            // SAFETY: getpgid only reads the process table.
+            let pid_group = unsafe { libc::getpgid(*pid) };
+            pid_group == group && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == own_exe)
+        })
+        .collect()
 }
 
 pub fn pin_this_process_to_core(core: usize) {
