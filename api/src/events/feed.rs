@@ -27,15 +27,17 @@ pub fn feed(
     // Subscribe before reading the outbox: whatever commits from here on is
     // either in the replay or arrives live.
     let mut live = app.events.subscribe(user_id);
+    // Queries are boxed: the stream's idle state, kept by every open
+    // subscription, then holds no room for a query's state.
     stream! {
         let mut position = match after {
             Some(after) => after,
-            None => match relay::high_water_mark(&app.db).await {
+            None => match Box::pin(relay::high_water_mark(&app.db)).await {
                 Ok(high) => high,
                 Err(err) => { yield Err(err.into()); return; }
             },
         };
-        match replay(&app.db, user_id, entity_type, position).await {
+        match Box::pin(replay(&app.db, user_id, entity_type, position)).await {
             Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
             Err(err) => { yield Err(err.into()); return; }
         }
@@ -53,7 +55,7 @@ pub fn feed(
                 }
                 // This subscriber fell behind its channel's buffer: read what
                 // it missed from the outbox instead of dropping it.
-                Err(RecvError::Lagged(_)) => match replay(&app.db, user_id, entity_type, position).await {
+                Err(RecvError::Lagged(_)) => match Box::pin(replay(&app.db, user_id, entity_type, position)).await {
                     Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
                     Err(err) => { yield Err(err.into()); return; }
                 },

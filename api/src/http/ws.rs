@@ -220,7 +220,10 @@ impl Connection {
             };
             let flow = tokio::select! {
                 message = messages.next() => match message {
-                    Some(Ok(message)) => self.on_message(message).await,
+                    // Boxed: handling a message (authentication, starting an
+                    // operation) needs far more room than waiting, and every
+                    // idle socket would otherwise keep that room.
+                    Some(Ok(message)) => Box::pin(self.on_message(message)).await,
                     Some(Err(_)) => Flow::Close(close_reason(4400, "Invalid message")),
                     None => break None,
                 },

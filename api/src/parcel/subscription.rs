@@ -1,5 +1,5 @@
 use async_graphql::{Context, Result, Subscription};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 
 use super::{
     service,
@@ -44,6 +44,7 @@ impl ParcelSubscription {
         let caller = Caller::User(principal);
         Ok(events.filter_map(move |delivered| {
             let (app, caller) = (app.clone(), caller.clone());
+            // Boxed: an idle subscription keeps no room for this lookup's state.
             async move {
                 let event = match delivered {
                     Ok(event) => event,
@@ -61,6 +62,7 @@ impl ParcelSubscription {
                     Err(err) => Some(Err(err.into())),
                 }
             }
+            .boxed()
         }))
     }
 }

@@ -1,5 +1,5 @@
 use async_graphql::{Context, Result, Subscription};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 
 use super::{
     service,
@@ -47,6 +47,7 @@ impl RepairSubscription {
         let events = feed(app.clone(), principal.user_id, service::ENTITY_TYPE, after);
         Ok(events.filter_map(move |delivered| {
             let (app, principal) = (app.clone(), principal.clone());
+            // Boxed: an idle subscription keeps no room for this lookup's state.
             async move {
                 let event = match delivered {
                     Ok(event) => event,
@@ -66,6 +67,7 @@ impl RepairSubscription {
                     Err(err) => Some(Err(err.into())),
                 }
             }
+            .boxed()
         }))
     }
 }
