@@ -32,11 +32,15 @@ use std::{
 use actix_web::{HttpRequest, HttpResponse, http::header, web};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
 use async_graphql::{ErrorExtensions, Pos, Request};
+use async_stream::stream;
 use chrono::Utc;
-use futures_util::StreamExt;
+use futures_util::{
+    StreamExt,
+    stream::{AbortHandle, Abortable, BoxStream, SelectAll, abortable},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::{sync::mpsc, task::JoinHandle, time::Sleep};
+use tokio::time::Sleep;
 
 use super::{authenticate, request_data};
 use crate::{
@@ -49,9 +53,6 @@ const TRANSPORT_WS: &str = "graphql-transport-ws";
 const LEGACY_WS: &str = "graphql-ws";
 /// Largest accepted message, so a client cannot make the server buffer without bound.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-/// Outgoing messages buffered per connection; a slower reader holds back its
-/// own operations, which then catch up from the outbox.
-const OUTGOING_BUFFER: usize = 64;
 /// How often the legacy protocol's keep-alive is sent.
 const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -149,14 +150,17 @@ pub async fn upgrade(
     Ok(response)
 }
 
-/// What an operation task hands to the connection to send. The number tells
-/// apart two operations that used the same id one after the other. A result
-/// is boxed: the queue's slots, allocated for every socket, stay small.
+/// What a running operation gives the connection to send.
 enum Outgoing {
-    Next(String, Box<async_graphql::Response>),
-    Error(String, u64, Vec<async_graphql::ServerError>),
-    Complete(String, u64),
+    Next(String, async_graphql::Response),
+    Error(String, Vec<async_graphql::ServerError>),
+    Complete(String),
 }
+
+/// The operations running on one socket, polled by the socket's own task: a
+/// client that stops reading holds back its own operations (which catch up
+/// from the outbox), and an idle socket keeps no task or queue per operation.
+type Operations = SelectAll<Abortable<BoxStream<'static, Outgoing>>>;
 
 #[derive(Deserialize)]
 struct ClientMessage {
@@ -180,15 +184,13 @@ struct Connection {
     principal: Option<Principal>,
     slot: Option<SocketSlot>,
     expires_in: Option<Pin<Box<Sleep>>>,
-    operations: HashMap<String, (u64, JoinHandle<()>)>,
-    started: u64,
-    outgoing: mpsc::Sender<Outgoing>,
-    outgoing_rx: Option<mpsc::Receiver<Outgoing>>,
+    /// How to stop each running operation, by the client's id for it.
+    operations: HashMap<String, AbortHandle>,
+    running: Operations,
 }
 
 impl Connection {
     fn new(session: Session, schema: AppSchema, app: Arc<AppContext>, protocol: Protocol, client_ip: String) -> Self {
-        let (outgoing, outgoing_rx) = mpsc::channel(OUTGOING_BUFFER);
         Self {
             session,
             schema,
@@ -199,14 +201,11 @@ impl Connection {
             slot: None,
             expires_in: None,
             operations: HashMap::new(),
-            started: 0,
-            outgoing,
-            outgoing_rx: Some(outgoing_rx),
+            running: SelectAll::new(),
         }
     }
 
     async fn run(mut self, mut messages: actix_ws::AggregatedMessageStream) {
-        let Some(mut outgoing_rx) = self.outgoing_rx.take() else { return };
         let init_deadline = tokio::time::sleep(self.app.settings.ws_init_timeout);
         tokio::pin!(init_deadline);
         let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
@@ -227,7 +226,7 @@ impl Connection {
                     Some(Err(_)) => Flow::Close(close_reason(4400, "Invalid message")),
                     None => break None,
                 },
-                Some(out) = outgoing_rx.recv() => self.send(out).await,
+                Some(out) = self.running.next() => self.send(out).await,
                 _ = &mut init_deadline, if self.principal.is_none() => {
                     Flow::Close(close_reason(4408, "Connection initialisation timeout"))
                 }
@@ -243,9 +242,6 @@ impl Connection {
                 break Some(reason);
             }
         };
-        for (_, (_, operation)) in self.operations.drain() {
-            operation.abort();
-        }
         if let Some(reason) = close {
             // A client that stopped reading cannot take the close frame either.
             let _ = tokio::time::timeout(self.app.settings.ws_send_timeout, self.session.close(Some(reason))).await;
@@ -267,18 +263,12 @@ impl Connection {
     async fn send(&mut self, out: Outgoing) -> Flow {
         let message = match out {
             Outgoing::Next(id, response) => json!({ "type": self.protocol.next_type(), "id": id, "payload": response }),
-            Outgoing::Error(id, number, errors) => {
-                // An `error` ends the operation: no `complete` follows it.
-                if self.operations.get(&id).is_some_and(|(running, _)| *running == number) {
-                    self.operations.remove(&id);
-                }
+            // An `error` ends the operation: no `complete` follows it.
+            Outgoing::Error(id, errors) => {
+                self.operations.remove(&id);
                 json!({ "type": "error", "id": id, "payload": errors })
             }
-            Outgoing::Complete(id, number) => {
-                if self.operations.get(&id).is_none_or(|(running, _)| *running != number) {
-                    // The client completed it first: nothing to tell.
-                    return Flow::Continue;
-                }
+            Outgoing::Complete(id) => {
                 self.operations.remove(&id);
                 json!({ "type": "complete", "id": id })
             }
@@ -311,7 +301,8 @@ impl Connection {
                 self.on_subscribe(message.id, message.payload).await
             }
             (Protocol::TransportWs, "complete") | (Protocol::LegacyWs, "stop") => {
-                if let Some((_, operation)) = message.id.and_then(|id| self.operations.remove(&id)) {
+                // Aborted, it yields nothing more, not even its `complete`.
+                if let Some(operation) = message.id.and_then(|id| self.operations.remove(&id)) {
                     operation.abort();
                 }
                 Flow::Continue
@@ -380,34 +371,30 @@ impl Connection {
         }
         let mut request = request;
         request.data = request_data(&self.app, Auth::Authenticated(caller), &self.client_ip, None);
-        let mut responses = match self.app.documents.execute_stream(&self.schema, request) {
-            Ok(responses) => responses.boxed(),
+        let responses = match self.app.documents.execute_stream(&self.schema, request) {
+            Ok(responses) => responses,
             Err(errors) => {
                 return self.send_json(json!({ "type": "error", "id": id, "payload": errors })).await;
             }
         };
-        let outgoing = self.outgoing.clone();
         let operation_id = id.clone();
-        self.started += 1;
-        let number = self.started;
-        let operation = actix_web::rt::spawn(async move {
+        let operation = stream! {
+            let mut responses = std::pin::pin!(responses);
             let mut first = true;
             while let Some(response) = responses.next().await {
                 // A document refused before it ran is an `error`, not a result.
-                let refused = first && response.data == async_graphql::Value::Null && !response.errors.is_empty();
-                first = false;
-                let out = if refused {
-                    Outgoing::Error(operation_id.clone(), number, response.errors)
-                } else {
-                    Outgoing::Next(operation_id.clone(), Box::new(response))
-                };
-                if outgoing.send(out).await.is_err() || refused {
-                    break;
+                if first && response.data == async_graphql::Value::Null && !response.errors.is_empty() {
+                    yield Outgoing::Error(operation_id, response.errors);
+                    return;
                 }
+                first = false;
+                yield Outgoing::Next(operation_id.clone(), response);
             }
-            let _ = outgoing.send(Outgoing::Complete(operation_id, number)).await;
-        });
-        self.operations.insert(id, (number, operation));
+            yield Outgoing::Complete(operation_id);
+        };
+        let (operation, stop) = abortable(operation.boxed());
+        self.running.push(operation);
+        self.operations.insert(id, stop);
         Flow::Continue
     }
 }
