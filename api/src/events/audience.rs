@@ -12,14 +12,11 @@ use sea_orm::{
     sea_query::{Query, SelectStatement, SimpleExpr, UnionType},
 };
 
+use crate::property::scope;
+
 /// The people who currently live in the unit.
 pub fn residents_of(unit_id: i64) -> SelectStatement {
-    Query::select()
-        .column(unit_membership::Column::UserId)
-        .from(unit_membership::Entity.table_ref())
-        .and_where(unit_membership::Column::UnitId.eq(unit_id))
-        .and_where(unit_membership::Column::MovedOutOn.is_null())
-        .to_owned()
+    scope::current_memberships(unit_membership::Column::UserId, unit_membership::Column::UnitId.eq(unit_id))
 }
 
 /// Butlers assigned to the buildings `building` selects (a condition on

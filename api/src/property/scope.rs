@@ -5,7 +5,7 @@
 use entity::{building, butler_assignment, enums::Role, unit, unit_membership, user};
 use sea_orm::{
     ColumnTrait, Condition, EntityName,
-    sea_query::{Expr, Query, SelectStatement},
+    sea_query::{Expr, Query, SelectStatement, SimpleExpr},
 };
 
 use crate::auth::Principal;
@@ -15,14 +15,20 @@ fn nothing() -> Condition {
     Condition::all().add(Expr::cust("1 = 0"))
 }
 
-/// Units the user currently lives in.
-pub fn current_units_of(user_id: i64) -> SelectStatement {
+/// `column` of the memberships `which` selects that have not ended (the
+/// resident has not moved out): the one definition of living in a unit now.
+pub fn current_memberships(column: unit_membership::Column, which: SimpleExpr) -> SelectStatement {
     Query::select()
-        .column(unit_membership::Column::UnitId)
+        .column(column)
         .from(unit_membership::Entity.table_ref())
-        .and_where(unit_membership::Column::UserId.eq(user_id))
+        .and_where(which)
         .and_where(unit_membership::Column::MovedOutOn.is_null())
         .to_owned()
+}
+
+/// Units the user currently lives in.
+pub fn current_units_of(user_id: i64) -> SelectStatement {
+    current_memberships(unit_membership::Column::UnitId, unit_membership::Column::UserId.eq(user_id))
 }
 
 /// Buildings assigned to the butler.
