@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_stream::stream;
 use entity::{event, event_recipient};
-use futures_util::Stream;
+use futures_util::{FutureExt, Stream, StreamExt};
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, sea_query::Query,
 };
@@ -63,6 +63,34 @@ pub fn feed(
             }
         }
     }
+}
+
+/// A feed's events as a subscription sends them, each made by `resolve`,
+/// which reads the entity through the viewer's scope. Skipped: `Ok(None)` (a
+/// kind the subscription does not send) and NOT_FOUND (an entity the viewer
+/// can no longer see, such as a resident's after moving out).
+pub fn resolve_each<T, Fut>(
+    events: impl Stream<Item = Result<Arc<OutboxEvent>, ApiError>>,
+    resolve: impl Fn(Arc<OutboxEvent>) -> Fut,
+) -> impl Stream<Item = async_graphql::Result<T>>
+where
+    Fut: Future<Output = Result<Option<T>, ApiError>> + Send + 'static,
+{
+    events.filter_map(move |delivered| {
+        let lookup = delivered.map(&resolve);
+        // Boxed: an idle subscription keeps no room for a lookup's state.
+        async move {
+            match lookup {
+                Ok(lookup) => match lookup.await {
+                    Ok(sent) => sent.map(Ok),
+                    Err(ApiError::NotFound(_)) => None,
+                    Err(err) => Some(Err(err.into())),
+                },
+                Err(err) => Some(Err(err.into())),
+            }
+        }
+        .boxed()
+    })
 }
 
 /// Every committed event after `position` addressed to the user, oldest first.

@@ -1,5 +1,5 @@
 use async_graphql::{Context, Result, Subscription};
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::Stream;
 
 use super::{
     service,
@@ -7,8 +7,10 @@ use super::{
 };
 use crate::{
     auth::Caller,
-    error::ApiError,
-    events::{cursor, feed::feed},
+    events::{
+        cursor,
+        feed::{feed, resolve_each},
+    },
     graphql::ContextExt,
 };
 
@@ -42,27 +44,18 @@ impl ParcelSubscription {
         let app = ctx.app().clone();
         let events = feed(app.clone(), principal.user_id, service::ENTITY_TYPE, after);
         let caller = Caller::User(principal);
-        Ok(events.filter_map(move |delivered| {
+        Ok(resolve_each(events, move |event| {
             let (app, caller) = (app.clone(), caller.clone());
-            // Boxed: an idle subscription keeps no room for this lookup's state.
             async move {
-                let event = match delivered {
-                    Ok(event) => event,
-                    Err(err) => return Some(Err(err.into())),
-                };
-                let kind = kind_of(&event.kind)?;
-                match service::find(&app.db, &caller, event.entity_id).await {
-                    Ok(parcel) => Some(Ok(ParcelEvent {
-                        cursor: cursor::encode(event.seq),
-                        kind,
-                        occurred_at: event.created_at,
-                        parcel: Parcel(parcel),
-                    })),
-                    Err(ApiError::NotFound(_)) => None,
-                    Err(err) => Some(Err(err.into())),
-                }
+                let Some(kind) = kind_of(&event.kind) else { return Ok(None) };
+                let parcel = service::find(&app.db, &caller, event.entity_id).await?;
+                Ok(Some(ParcelEvent {
+                    cursor: cursor::encode(event.seq),
+                    kind,
+                    occurred_at: event.created_at,
+                    parcel: Parcel(parcel),
+                }))
             }
-            .boxed()
         }))
     }
 }

@@ -1,13 +1,15 @@
 use async_graphql::{Context, Result, Subscription};
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::Stream;
 
 use super::{
     service,
     types::{RepairOrder, RepairOrderEvent, RepairOrderEventKind},
 };
 use crate::{
-    error::ApiError,
-    events::{cursor, feed::feed},
+    events::{
+        cursor,
+        feed::{feed, resolve_each},
+    },
     graphql::ContextExt,
 };
 
@@ -45,29 +47,18 @@ impl RepairSubscription {
         let after = after.map(|cursor| cursor::decode(&cursor, "after")).transpose()?;
         let app = ctx.app().clone();
         let events = feed(app.clone(), principal.user_id, service::ENTITY_TYPE, after);
-        Ok(events.filter_map(move |delivered| {
+        Ok(resolve_each(events, move |event| {
             let (app, principal) = (app.clone(), principal.clone());
-            // Boxed: an idle subscription keeps no room for this lookup's state.
             async move {
-                let event = match delivered {
-                    Ok(event) => event,
-                    Err(err) => return Some(Err(err.into())),
-                };
-                let kind = kind_of(&event.kind)?;
-                // Resolved through the viewer's scope: an order they can no
-                // longer see (a resident who moved out) is not sent.
-                match service::find(&app.db, &principal, event.entity_id).await {
-                    Ok(order) => Some(Ok(RepairOrderEvent {
-                        cursor: cursor::encode(event.seq),
-                        kind,
-                        occurred_at: event.created_at,
-                        repair_order: RepairOrder(order),
-                    })),
-                    Err(ApiError::NotFound(_)) => None,
-                    Err(err) => Some(Err(err.into())),
-                }
+                let Some(kind) = kind_of(&event.kind) else { return Ok(None) };
+                let order = service::find(&app.db, &principal, event.entity_id).await?;
+                Ok(Some(RepairOrderEvent {
+                    cursor: cursor::encode(event.seq),
+                    kind,
+                    occurred_at: event.created_at,
+                    repair_order: RepairOrder(order),
+                }))
             }
-            .boxed()
         }))
     }
 }
