@@ -266,8 +266,9 @@ impl Child {
         if args == ["serve-baselines"] {
             command.arg(&addr);
         }
-        // A group of its own, so that stopping it stops a profiler's children
-        // too; and killed with this process, which no longer shares its Ctrl-C.
+        // A group of its own, so that whatever a profiler left running can be
+        // killed with it; and killed with this process, whose Ctrl-C it no
+        // longer shares.
         command.process_group(0);
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         unsafe {
