@@ -64,6 +64,10 @@ pub enum StartError {
     Writer(#[from] DbErr),
 }
 
+/// How long a request waits for a pooled connection before it is refused
+/// with SERVICE_UNAVAILABLE; opening a connection is bounded by it too.
+const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Connects to the database named by the settings and brings its schema up to date.
 pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     if settings.database_url.starts_with("sqlite:") {
@@ -71,17 +75,20 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
             .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
     }
     let mut options = connect_options(settings);
-    options.max_connections(settings.db_max_connections).acquire_timeout(Duration::from_secs(5));
+    options.max_connections(settings.db_max_connections).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)
 }
 
 /// SQLite's writers' own connection (see `db::WriteQueue`): one, which they
-/// wait for in turn, for as long as an operation may run.
+/// wait for in turn, for as long as an operation may run. Never less than the
+/// pool's timeout, which also bounds opening the connection at start: a short
+/// EXECUTION_TIMEOUT must not keep the server from starting.
 async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     let mut options = connect_options(settings);
-    options.min_connections(1).max_connections(1).acquire_timeout(settings.execution_timeout);
+    let wait = settings.execution_timeout.max(POOL_ACQUIRE_TIMEOUT);
+    options.min_connections(1).max_connections(1).acquire_timeout(wait);
     Database::connect(options).await
 }
 
