@@ -13,9 +13,9 @@ use entity::{
 };
 use rand::Rng;
 use sea_orm::{
-    ActiveModelTrait,
+    ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Select,
     sea_query::{Expr, Query},
 };
 
@@ -210,19 +210,44 @@ async fn new_pickup_code(
         if taken.contains(&code) {
             continue;
         }
-        let in_use = parcel::Entity::find()
-            .filter(parcel::Column::CommunityId.eq(community_id))
-            .filter(parcel::Column::Status.eq(ParcelStatus::Waiting))
-            .filter(parcel::Column::PickupCode.eq(code.as_str()))
-            .count(db)
-            .await?
-            > 0;
+        let in_use = waiting_with_pickup_code(community_id, &code).count(db).await? > 0;
         if !in_use {
             taken.insert(code.clone());
             return Ok(code);
         }
     }
     Err(ApiError::Internal("no free pickup code found".into()))
+}
+
+/// The community's waiting parcel with this pickup code, found through the
+/// unique index on waiting parcels' codes.
+fn waiting_with_pickup_code(community_id: i64, code: &str) -> Select<parcel::Entity> {
+    parcel::Entity::find()
+        .filter(parcel::Column::CommunityId.eq(community_id))
+        .filter(status_is(&[ParcelStatus::Waiting]))
+        .filter(parcel::Column::PickupCode.eq(code))
+}
+
+/// The community's parcel with this tracking number that is still held,
+/// found through the unique index on held parcels' tracking numbers.
+fn held_with_tracking_number(community_id: i64, tracking_number: &str) -> Select<parcel::Entity> {
+    parcel::Entity::find()
+        .filter(parcel::Column::CommunityId.eq(community_id))
+        .filter(parcel::Column::TrackingNumber.eq(tracking_number))
+        .filter(status_is(&[ParcelStatus::Waiting, ParcelStatus::Unidentified]))
+}
+
+/// `status` is one of `statuses`, written into the SQL rather than bound: a
+/// partial index (such as the unique pickup code among waiting parcels) serves
+/// a query only when the query's own condition proves the index's, which a
+/// bound value cannot, on SQLite and in PostgreSQL's generic plans. Bound, the
+/// lookup scans every waiting parcel of the community instead.
+fn status_is(statuses: &[ParcelStatus]) -> Expr {
+    let literals: Vec<String> = statuses.iter().map(|status| format!("'{}'", status.to_value())).collect();
+    match literals.as_slice() {
+        [one] => Expr::cust(format!("status = {one}")),
+        many => Expr::cust(format!("status IN ({})", many.join(", "))),
+    }
 }
 
 fn reminder_delay(app: &AppContext) -> ApiResult<Duration> {
@@ -285,13 +310,7 @@ pub async fn register(
     let mut codes = HashSet::new();
     let mut registered = Vec::with_capacity(checked.len());
     for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
-        let held = parcel::Entity::find()
-            .filter(parcel::Column::CommunityId.eq(community_id))
-            .filter(parcel::Column::TrackingNumber.eq(tracking_number.as_str()))
-            .filter(parcel::Column::Status.is_in([ParcelStatus::Waiting, ParcelStatus::Unidentified]))
-            .count(&txn)
-            .await?
-            > 0;
+        let held = held_with_tracking_number(community_id, &tracking_number).count(&txn).await? > 0;
         if held {
             return Err(ApiError::conflict(format!(
                 "tracking number {tracking_number} is already registered and not picked up"
@@ -691,4 +710,34 @@ pub async fn desk_summary(app: &AppContext, caller: &Caller, day: NaiveDate) -> 
         waiting: community().filter(parcel::Column::Status.eq(ParcelStatus::Waiting)).count(db).await?,
         overdue: community().filter(overdue_condition(app)).count(db).await?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{Database, QueryTrait, Statement};
+
+    use super::*;
+
+    /// What SQLite's planner does with `select`, one line per step.
+    async fn plan(db: &impl ConnectionTrait, select: Select<parcel::Entity>) -> String {
+        let query = select.build(db.get_database_backend());
+        let explain = Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!("EXPLAIN QUERY PLAN {}", query.sql),
+            query.values.map(|values| values.0).unwrap_or_default(),
+        );
+        let rows = db.query_all_raw(explain).await.expect("explain");
+        rows.iter().map(|row| row.try_get::<String>("", "detail").expect("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    #[tokio::test]
+    async fn code_and_tracking_number_lookups_use_their_unique_indexes() {
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        let by_code = plan(&db, waiting_with_pickup_code(1, "123456")).await;
+        assert!(by_code.contains("USING INDEX ux_parcel_pickup_code"), "{by_code}");
+        let by_tracking_number = plan(&db, held_with_tracking_number(1, "SF123")).await;
+        assert!(by_tracking_number.contains("USING INDEX ux_parcel_tracking_held"), "{by_tracking_number}");
+    }
 }
