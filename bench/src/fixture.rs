@@ -214,6 +214,17 @@ impl Fixture {
 
 /// Posts an operation and returns its `data`; panics on errors.
 pub async fn call(http: &reqwest::Client, url: &str, token: &str, query: &str, variables: Value) -> Value {
+    try_call(http, url, token, query, variables).await.unwrap_or_else(|errors| panic!("{errors}"))
+}
+
+/// The operation's `data`, or its `errors` when the API refused it.
+pub async fn try_call(
+    http: &reqwest::Client,
+    url: &str,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> Result<Value, Value> {
     let body: Value = http
         .post(url)
         .bearer_auth(token)
@@ -224,8 +235,10 @@ pub async fn call(http: &reqwest::Client, url: &str, token: &str, query: &str, v
         .json()
         .await
         .expect("JSON");
-    assert!(body.get("errors").is_none(), "{body}");
-    body["data"].clone()
+    match body.get("errors") {
+        Some(errors) => Err(errors.clone()),
+        None => Ok(body["data"].clone()),
+    }
 }
 
 /// A server process under test, pinned to core 0, killed when dropped.
