@@ -16,7 +16,7 @@ use sea_orm::{
     ActiveEnum, ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Select,
-    sea_query::{Expr, Query},
+    sea_query::{Expr, OnConflict, Query},
 };
 
 use super::types;
@@ -198,6 +198,11 @@ async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'st
     Ok(())
 }
 
+/// How many codes a registration draws before it gives up: with a million
+/// codes, even a community holding 10,000 waiting parcels fails all 20 draws
+/// with a probability of 10⁻⁴⁰.
+const PICKUP_CODE_DRAWS: usize = 20;
+
 /// A fresh six-digit code, not in use by the community's waiting parcels nor
 /// by `taken`. Codes come from a CSPRNG, so one code says nothing of another.
 async fn new_pickup_code(
@@ -205,7 +210,7 @@ async fn new_pickup_code(
     community_id: i64,
     taken: &mut HashSet<String>,
 ) -> ApiResult<String> {
-    for _ in 0..20 {
+    for _ in 0..PICKUP_CODE_DRAWS {
         let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
         if taken.contains(&code) {
             continue;
@@ -324,7 +329,7 @@ pub async fn register(
             ),
             None => (ParcelStatus::Unidentified, None, None),
         };
-        let parcel = parcel::ActiveModel {
+        let new_parcel = parcel::ActiveModel {
             community_id: Set(community_id),
             unit_id: Set(unit.map(|u| u.id)),
             kind: Set(kind),
@@ -345,16 +350,8 @@ pub async fn register(
             created_at: Set(now),
             updated_at: Set(now),
             ..Default::default()
-        }
-        .insert(&txn)
-        .await
-        .map_err(|err| {
-            if is_unique_violation(&err) {
-                ApiError::conflict("a parcel with this tracking number was registered at the same time")
-            } else {
-                err.into()
-            }
-        })?;
+        };
+        let parcel = insert_parcel(&txn, community_id, new_parcel, &mut codes).await?;
         announce(&txn, &parcel, "REGISTERED").await?;
         registered.push(parcel);
     }
@@ -365,6 +362,38 @@ pub async fn register(
     app.events.committed();
     tracing::info!(count = registered.len(), "parcels registered");
     Ok(registered)
+}
+
+/// Inserts a registered parcel. Registrations running at the same time on
+/// PostgreSQL may draw the same pickup code, each before the other commits:
+/// the later one then draws another code instead of failing.
+async fn insert_parcel(
+    txn: &impl ConnectionTrait,
+    community_id: i64,
+    mut new_parcel: parcel::ActiveModel,
+    codes: &mut HashSet<String>,
+) -> ApiResult<parcel::Model> {
+    let mut code_taken = OnConflict::columns([parcel::Column::CommunityId, parcel::Column::PickupCode]);
+    code_taken.target_and_where(status_is(&[ParcelStatus::Waiting])).do_nothing();
+    for _ in 0..PICKUP_CODE_DRAWS {
+        // With DO NOTHING, a code taken meanwhile inserts no row and returns none.
+        let inserted = parcel::Entity::insert(new_parcel.clone())
+            .on_conflict(code_taken.clone())
+            .exec_with_returning_many(txn)
+            .await
+            .map(|mut rows| rows.pop());
+        match inserted {
+            Ok(Some(parcel)) => return Ok(parcel),
+            Ok(None) => {
+                new_parcel.pickup_code = Set(Some(new_pickup_code(txn, community_id, codes).await?));
+            }
+            Err(err) if is_unique_violation(&err) => {
+                return Err(ApiError::conflict("a parcel with this tracking number was registered at the same time"));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::Internal("no free pickup code found".into()))
 }
 
 /// Writes `update` if the parcel is still at the version read, plus its event.
@@ -729,6 +758,63 @@ mod tests {
         );
         let rows = db.query_all_raw(explain).await.expect("explain");
         rows.iter().map(|row| row.try_get::<String>("", "detail").expect("detail")).collect::<Vec<_>>().join("\n")
+    }
+
+    fn waiting_parcel(community_id: i64, tracking_number: &str, pickup_code: &str) -> parcel::ActiveModel {
+        let now = Utc::now();
+        parcel::ActiveModel {
+            community_id: Set(community_id),
+            unit_id: Set(None),
+            kind: Set(ParcelKind::Parcel),
+            carrier: Set("顺丰".into()),
+            tracking_number: Set(tracking_number.into()),
+            item_count: Set(1),
+            recipient_name: Set("住户".into()),
+            location: Set(None),
+            status: Set(ParcelStatus::Waiting),
+            pickup_code: Set(Some(pickup_code.into())),
+            received_by: Set(None),
+            registered_by_client: Set(None),
+            received_at: Set(now),
+            reminder_count: Set(0),
+            next_reminder_at: Set(None),
+            failed_code_attempts: Set(0),
+            version: Set(1),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_pickup_code_taken_meanwhile_is_drawn_again_and_a_held_tracking_number_is_a_conflict() {
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        let community = entity::community::ActiveModel {
+            name: Set("翠苑".into()),
+            created_at: Set(Utc::now()),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .expect("community");
+        let mut codes = HashSet::new();
+        let first = insert_parcel(&db, community.id, waiting_parcel(community.id, "SF1", "111111"), &mut codes)
+            .await
+            .expect("first parcel");
+        assert_eq!(first.pickup_code.as_deref(), Some("111111"));
+
+        // As if another registration had drawn the same code and committed first.
+        let second = insert_parcel(&db, community.id, waiting_parcel(community.id, "SF2", "111111"), &mut codes)
+            .await
+            .expect("second parcel");
+        let second_code = second.pickup_code.expect("a code");
+        assert_ne!(second_code, "111111");
+        assert_eq!(second_code.len(), 6);
+
+        let held_again =
+            insert_parcel(&db, community.id, waiting_parcel(community.id, "SF1", "222222"), &mut codes).await;
+        assert!(matches!(held_again, Err(ApiError::Conflict(_))), "{:?}", held_again.err());
     }
 
     #[tokio::test]
