@@ -8,6 +8,7 @@ mod m20261123_000002_repair_orders_and_events;
 mod m20261123_000003_parcels_and_api_clients;
 mod m20261123_000004_idempotency_keys;
 mod m20261123_000005_emergency_contacts_version;
+mod m20261130_000006_parcel_tracking_number_index;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000003_parcels_and_api_clients::Migration),
             Box::new(m20261123_000004_idempotency_keys::Migration),
             Box::new(m20261123_000005_emergency_contacts_version::Migration),
+            Box::new(m20261130_000006_parcel_tracking_number_index::Migration),
         ]
     }
 }

@@ -659,10 +659,11 @@ pub struct Filter {
     pub overdue: Option<bool>,
 }
 
-fn overdue_condition(app: &AppContext) -> Condition {
+/// Waiting parcels whose resident has had every reminder.
+fn overdue_condition(reminders: i32) -> Condition {
     Condition::all()
         .add(parcel::Column::Status.eq(ParcelStatus::Waiting))
-        .add(parcel::Column::ReminderCount.gte(app.settings.parcel_reminder_count))
+        .add(parcel::Column::ReminderCount.gte(reminders))
 }
 
 pub async fn list(
@@ -671,6 +672,12 @@ pub async fn list(
     filter: Filter,
     request: PageRequest,
 ) -> ApiResult<Page<types::Parcel>> {
+    let select = matching(caller, filter, app.settings.parcel_reminder_count);
+    pagination::fetch(&app.db, select, parcel::Column::Id, |p| p.id, request, types::Parcel).await
+}
+
+/// The parcels `caller` may see that pass `filter`; overdue after `reminders`.
+fn matching(caller: &Caller, filter: Filter, reminders: i32) -> Select<parcel::Entity> {
     use parcel::Column;
     let mut select = parcel::Entity::find().filter(visible(caller));
     if !filter.statuses.is_empty() {
@@ -692,10 +699,10 @@ pub async fn list(
         select = select.filter(Column::ReceivedAt.lt(to));
     }
     if let Some(overdue) = filter.overdue {
-        let condition = overdue_condition(app);
+        let condition = overdue_condition(reminders);
         select = select.filter(if overdue { condition } else { condition.not() });
     }
-    pagination::fetch(&app.db, select, Column::Id, |p| p.id, request, types::Parcel).await
+    select
 }
 
 /// The desk's day, in the community's local time.
@@ -737,14 +744,14 @@ pub async fn desk_summary(app: &AppContext, caller: &Caller, day: NaiveDate) -> 
             .count(db)
             .await?,
         waiting: community().filter(parcel::Column::Status.eq(ParcelStatus::Waiting)).count(db).await?,
-        overdue: community().filter(overdue_condition(app)).count(db).await?,
+        overdue: community().filter(overdue_condition(app.settings.parcel_reminder_count)).count(db).await?,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use migration::{Migrator, MigratorTrait};
-    use sea_orm::{Database, QueryTrait, Statement};
+    use sea_orm::{Database, QueryOrder, QuerySelect, QueryTrait, Statement};
 
     use super::*;
 
@@ -825,5 +832,30 @@ mod tests {
         assert!(by_code.contains("USING INDEX ux_parcel_pickup_code"), "{by_code}");
         let by_tracking_number = plan(&db, held_with_tracking_number(1, "SF123")).await;
         assert!(by_tracking_number.contains("USING INDEX ux_parcel_tracking_held"), "{by_tracking_number}");
+    }
+
+    #[tokio::test]
+    async fn the_desks_search_by_tracking_number_reads_only_that_numbers_parcels() {
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        let desk = Caller::User(Principal {
+            user_id: 1,
+            role: Role::Staff,
+            position: Some(StaffPosition::FrontDesk),
+            community_id: Some(1),
+        });
+        let by_tracking_number = Filter {
+            statuses: vec![],
+            unit_id: None,
+            carrier: None,
+            tracking_number: Some("SF123".into()),
+            received_from: None,
+            received_to: None,
+            overdue: None,
+        };
+        // Shaped as the list's pages are read: oldest first, one more than the page.
+        let page = matching(&desk, by_tracking_number, 3).order_by_asc(parcel::Column::Id).limit(21);
+        let steps = plan(&db, page).await;
+        assert!(steps.contains("USING INDEX ix_parcel_tracking_number"), "{steps}");
     }
 }
