@@ -203,21 +203,16 @@ async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'st
 /// with a probability of 10⁻⁴⁰.
 const PICKUP_CODE_DRAWS: usize = 20;
 
-/// A fresh six-digit code, not in use by the community's waiting parcels nor
-/// by `taken`. Codes come from a CSPRNG, so one code says nothing of another.
-async fn new_pickup_code(
-    db: &impl ConnectionTrait,
-    community_id: i64,
-    taken: &mut HashSet<String>,
-) -> ApiResult<String> {
+/// A six-digit code from a CSPRNG, so one code says nothing of another.
+fn draw_pickup_code() -> String {
+    format!("{:06}", rand::rng().random_range(0..1_000_000))
+}
+
+/// A fresh code, not in use by the community's waiting parcels.
+async fn new_pickup_code(db: &impl ConnectionTrait, community_id: i64) -> ApiResult<String> {
     for _ in 0..PICKUP_CODE_DRAWS {
-        let code = format!("{:06}", rand::rng().random_range(0..1_000_000));
-        if taken.contains(&code) {
-            continue;
-        }
-        let in_use = waiting_with_pickup_code(community_id, &code).count(db).await? > 0;
-        if !in_use {
-            taken.insert(code.clone());
+        let code = draw_pickup_code();
+        if waiting_with_pickup_code(community_id, &code).count(db).await? == 0 {
             return Ok(code);
         }
     }
@@ -312,7 +307,6 @@ pub async fn register(
         Handler::Integrator { client_id, .. } => (None, Some(*client_id)),
     };
     let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let mut codes = HashSet::new();
     let mut registered = Vec::with_capacity(checked.len());
     for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
         let held = held_with_tracking_number(community_id, &tracking_number).count(&txn).await? > 0;
@@ -322,11 +316,7 @@ pub async fn register(
             )));
         }
         let (status, pickup_code, next_reminder_at) = match unit {
-            Some(_) => (
-                ParcelStatus::Waiting,
-                Some(new_pickup_code(&txn, community_id, &mut codes).await?),
-                Some(first_reminder),
-            ),
+            Some(_) => (ParcelStatus::Waiting, Some(draw_pickup_code()), Some(first_reminder)),
             None => (ParcelStatus::Unidentified, None, None),
         };
         let new_parcel = parcel::ActiveModel {
@@ -351,7 +341,7 @@ pub async fn register(
             updated_at: Set(now),
             ..Default::default()
         };
-        let parcel = insert_parcel(&txn, community_id, new_parcel, &mut codes).await?;
+        let parcel = insert_parcel(&txn, new_parcel).await?;
         announce(&txn, &parcel, "REGISTERED").await?;
         registered.push(parcel);
     }
@@ -364,15 +354,11 @@ pub async fn register(
     Ok(registered)
 }
 
-/// Inserts a registered parcel. Registrations running at the same time on
-/// PostgreSQL may draw the same pickup code, each before the other commits:
-/// the later one then draws another code instead of failing.
-async fn insert_parcel(
-    txn: &impl ConnectionTrait,
-    community_id: i64,
-    mut new_parcel: parcel::ActiveModel,
-    codes: &mut HashSet<String>,
-) -> ApiResult<parcel::Model> {
+/// Inserts a registered parcel with its drawn pickup code, or with another
+/// one while the code is in use: by a waiting parcel, by an earlier parcel of
+/// the same registration, or (on PostgreSQL) by a registration running at the
+/// same time. The unique index decides, so no lookup precedes the insert.
+async fn insert_parcel(txn: &impl ConnectionTrait, mut new_parcel: parcel::ActiveModel) -> ApiResult<parcel::Model> {
     let mut code_taken = OnConflict::columns([parcel::Column::CommunityId, parcel::Column::PickupCode]);
     code_taken.target_and_where(status_is(&[ParcelStatus::Waiting])).do_nothing();
     for _ in 0..PICKUP_CODE_DRAWS {
@@ -385,7 +371,7 @@ async fn insert_parcel(
         match inserted {
             Ok(Some(parcel)) => return Ok(parcel),
             Ok(None) => {
-                new_parcel.pickup_code = Set(Some(new_pickup_code(txn, community_id, codes).await?));
+                new_parcel.pickup_code = Set(Some(draw_pickup_code()));
             }
             Err(err) if is_unique_violation(&err) => {
                 return Err(ApiError::conflict("a parcel with this tracking number was registered at the same time"));
@@ -579,7 +565,7 @@ pub async fn identify(
     let parcel = find_at(&app.db, caller, parcel_id, expected_version).await?;
     require_status(&parcel, &[ParcelStatus::Unidentified], "identify")?;
     let unit = property::find_unit(&app.db, principal, unit_id).await?;
-    let code = new_pickup_code(&app.db, parcel.community_id, &mut HashSet::new()).await?;
+    let code = new_pickup_code(&app.db, parcel.community_id).await?;
     let update = parcel::ActiveModel {
         unit_id: Set(Some(unit.id)),
         status: Set(ParcelStatus::Waiting),
@@ -805,22 +791,16 @@ mod tests {
         .insert(&db)
         .await
         .expect("community");
-        let mut codes = HashSet::new();
-        let first = insert_parcel(&db, community.id, waiting_parcel(community.id, "SF1", "111111"), &mut codes)
-            .await
-            .expect("first parcel");
+        let first = insert_parcel(&db, waiting_parcel(community.id, "SF1", "111111")).await.expect("first parcel");
         assert_eq!(first.pickup_code.as_deref(), Some("111111"));
 
         // As if another registration had drawn the same code and committed first.
-        let second = insert_parcel(&db, community.id, waiting_parcel(community.id, "SF2", "111111"), &mut codes)
-            .await
-            .expect("second parcel");
+        let second = insert_parcel(&db, waiting_parcel(community.id, "SF2", "111111")).await.expect("second parcel");
         let second_code = second.pickup_code.expect("a code");
         assert_ne!(second_code, "111111");
         assert_eq!(second_code.len(), 6);
 
-        let held_again =
-            insert_parcel(&db, community.id, waiting_parcel(community.id, "SF1", "222222"), &mut codes).await;
+        let held_again = insert_parcel(&db, waiting_parcel(community.id, "SF1", "222222")).await;
         assert!(matches!(held_again, Err(ApiError::Conflict(_))), "{:?}", held_again.err());
     }
 
