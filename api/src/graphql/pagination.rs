@@ -16,7 +16,8 @@ use async_graphql::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures_util::future::BoxFuture;
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, Select,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Select,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -111,17 +112,26 @@ where
         let (select, db) = (counted.clone(), count_db.clone());
         Box::pin(async move { select.count(&db).await })
     });
-    let mut page_select = select.order_by_asc(id_column).limit(request.first + 1);
-    if let Some(after) = request.after {
-        page_select = page_select.filter(id_column.gt(after));
-    }
-    let mut rows = read(page_select).await?;
+    let mut rows = read(page_of(select, id_column, &request)).await?;
     let has_next_page = rows.len() as u64 > request.first;
     rows.truncate(request.first as usize);
     let mut connection =
         Connection::with_additional_fields(request.after.is_some(), has_next_page, ConnectionTotals { count });
     connection.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(id_of(&row)), into_node(row))));
     Ok(connection)
+}
+
+/// The rows of `select` on the requested page, plus one to tell whether a next
+/// page exists, ordered by `id_column`. The page's ids are picked first and its
+/// rows read by id after: where no index yields the visible rows in id order,
+/// the sort then carries the ids of every visible row, not whole rows and
+/// whatever a `read` joins to them.
+pub fn page_of<E: EntityTrait>(select: Select<E>, id_column: E::Column, request: &PageRequest) -> Select<E> {
+    let mut ids = select.select_only().column(id_column).order_by_asc(id_column).limit(request.first + 1);
+    if let Some(after) = request.after {
+        ids = ids.filter(id_column.gt(after));
+    }
+    E::find().filter(id_column.in_subquery(ids.into_query())).order_by_asc(id_column)
 }
 
 #[cfg(test)]

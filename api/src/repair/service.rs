@@ -12,7 +12,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic,
-    Iterable, JoinType, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
+    Iterable, JoinType, QueryFilter, QueryResult, QuerySelect, RelationDef, Select,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 
@@ -169,15 +169,11 @@ impl FromQueryResult for OrderWithRelated {
     }
 }
 
-/// The orders of `page` (ordered by id) with each one's unit, building and
-/// assignee left-joined, their columns prefixed for [`OrderWithRelated`]: the
-/// page and what it shows beside each order in one statement. The page's ids
-/// are picked first and the rows joined to them after, so that sorting the
-/// visible orders carries their ids, not every joined column of each.
+/// Left-joins each order's unit, building and assignee into `page`, their
+/// columns prefixed for [`OrderWithRelated`]: the page and what it shows
+/// beside each order in one statement.
 fn with_related(page: Select<repair_order::Entity>) -> Select<repair_order::Entity> {
     use repair_order::Column;
-    let ids = page.select_only().column(Column::Id).into_query();
-    let page = repair_order::Entity::find().filter(Column::Id.in_subquery(ids)).order_by_asc(Column::Id);
     let page = join_prefixed::<unit::Entity>(page, Column::UnitId, unit::Column::Id, UNIT_PREFIX);
     let page = join_prefixed::<building::Entity>(page, Column::BuildingId, building::Column::Id, BUILDING_PREFIX);
     join_prefixed::<user::Entity>(page, Column::AssigneeId, user::Column::Id, ASSIGNEE_PREFIX)
@@ -751,34 +747,46 @@ pub(super) async fn auto_close(app: &AppContext, order: &repair_order::Model) ->
 #[cfg(test)]
 mod tests {
     use migration::{Migrator, MigratorTrait};
-    use sea_orm::{Database, Statement};
+    use sea_orm::{Database, QueryTrait, Statement};
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_page_with_related_rows_sorts_only_the_ids_of_the_visible_orders() {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        let resident = Principal { user_id: 1, role: Role::Resident, position: None, community_id: Some(1) };
-        let page =
-            repair_order::Entity::find().filter(visible(&resident)).order_by_asc(repair_order::Column::Id).limit(21);
-        let query = with_related(page).build(db.get_database_backend());
+    /// `(parent step, detail)` of each step of SQLite's plan for `select`.
+    async fn plan(db: &DatabaseConnection, select: Select<repair_order::Entity>) -> Vec<(i64, String)> {
+        let query = select.build(db.get_database_backend());
         let explain = Statement::from_sql_and_values(
             db.get_database_backend(),
             format!("EXPLAIN QUERY PLAN {}", query.sql),
             query.values.map(|values| values.0).unwrap_or_default(),
         );
-        let steps: Vec<(i64, String)> = db
-            .query_all_raw(explain)
-            .await
-            .expect("explain")
-            .iter()
+        let rows = db.query_all_raw(explain).await.expect("explain");
+        rows.iter()
             .map(|row| (row.try_get("", "parent").expect("parent"), row.try_get("", "detail").expect("detail")))
-            .collect();
-        let sorts: Vec<_> = steps.iter().filter(|(_, detail)| detail.contains("TEMP B-TREE")).collect();
-        // The only sort is the subquery's, over ids; the joined rows come out in id order.
-        assert_eq!(sorts.len(), 1, "{steps:?}");
-        assert_ne!(sorts[0].0, 0, "{steps:?}");
-        assert!(steps.iter().any(|(_, detail)| detail.contains("COVERING INDEX ix_repair_order_unit")), "{steps:?}");
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_residents_page_sorts_only_the_ids_of_their_visible_orders() {
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        let resident = Principal { user_id: 1, role: Role::Resident, position: None, community_id: Some(1) };
+        let request = PageRequest::new(20, None).expect("page request");
+        let page = || {
+            pagination::page_of(
+                repair_order::Entity::find().filter(visible(&resident)),
+                repair_order::Column::Id,
+                &request,
+            )
+        };
+        for steps in [plan(&db, page()).await, plan(&db, with_related(page())).await] {
+            let sorts: Vec<_> = steps.iter().filter(|(_, detail)| detail.contains("TEMP B-TREE")).collect();
+            // The only sort is the subquery's, over ids; the rows come out in id order.
+            assert_eq!(sorts.len(), 1, "{steps:?}");
+            assert_ne!(sorts[0].0, 0, "{steps:?}");
+            assert!(
+                steps.iter().any(|(_, detail)| detail.contains("COVERING INDEX ix_repair_order_unit")),
+                "{steps:?}"
+            );
+        }
     }
 }
