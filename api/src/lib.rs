@@ -17,6 +17,7 @@ pub mod parcel;
 pub mod property;
 pub mod ratelimit;
 pub mod repair;
+pub mod rows;
 pub mod telemetry;
 pub mod validate;
 

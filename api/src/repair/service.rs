@@ -32,7 +32,7 @@ use crate::{
     },
     idempotency::Claim,
     property::{scope, service as property},
-    validate,
+    rows, validate,
 };
 
 pub const ENTITY_TYPE: &str = "REPAIR_ORDER";
@@ -158,20 +158,27 @@ const UNIT_PREFIX: &str = "unit_";
 const BUILDING_PREFIX: &str = "building_";
 const ASSIGNEE_PREFIX: &str = "assignee_";
 
+/// Read by position: the order's columns, then the unit's, the building's and
+/// the assignee's, as [`with_related`] selects them.
 impl FromQueryResult for OrderWithRelated {
-    fn from_query_result(row: &QueryResult, prefix: &str) -> Result<Self, DbErr> {
+    fn from_query_result(row: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
+        let unit_at = rows::column_count::<repair_order::Entity>();
+        let building_at = unit_at + rows::column_count::<unit::Entity>();
+        let assignee_at = building_at + rows::column_count::<building::Entity>();
         Ok(Self {
-            order: repair_order::Model::from_query_result(row, prefix)?,
-            unit: unit::Model::from_query_result_optional(row, UNIT_PREFIX)?,
-            building: building::Model::from_query_result_optional(row, BUILDING_PREFIX)?,
-            assignee: user::Model::from_query_result_optional(row, ASSIGNEE_PREFIX)?,
+            order: rows::model_at::<repair_order::Entity>(row, 0)?
+                .ok_or_else(|| DbErr::RecordNotFound("the page row's order".into()))?,
+            unit: rows::model_at::<unit::Entity>(row, unit_at)?,
+            building: rows::model_at::<building::Entity>(row, building_at)?,
+            assignee: rows::model_at::<user::Entity>(row, assignee_at)?,
         })
     }
 }
 
 /// Left-joins each order's unit, building and assignee into `page`, their
-/// columns prefixed for [`OrderWithRelated`]: the page and what it shows
-/// beside each order in one statement.
+/// columns (each name prefixed) after the order's in the order
+/// [`OrderWithRelated`] reads them: the page and what it shows beside each
+/// order in one statement.
 fn with_related(page: Select<repair_order::Entity>) -> Select<repair_order::Entity> {
     use repair_order::Column;
     let page = join_prefixed::<unit::Entity>(page, Column::UnitId, unit::Column::Id, UNIT_PREFIX);
@@ -763,6 +770,130 @@ mod tests {
         rows.iter()
             .map(|row| (row.try_get("", "parent").expect("parent"), row.try_get("", "detail").expect("detail")))
             .collect()
+    }
+
+    #[tokio::test]
+    async fn a_page_row_reads_the_same_models_as_reading_each_row_by_name() {
+        use chrono::TimeZone;
+        use entity::community;
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        let at = |second| Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, second).single().expect("time");
+        let community =
+            community::ActiveModel { name: Set("翠苑".into()), created_at: Set(at(1)), ..Default::default() };
+        let community = community.insert(&db).await.expect("community");
+        let building = building::ActiveModel {
+            community_id: Set(community.id),
+            name: Set("3 栋".into()),
+            created_at: Set(at(2)),
+            ..Default::default()
+        };
+        let building = building.insert(&db).await.expect("building");
+        let unit = unit::ActiveModel {
+            building_id: Set(building.id),
+            number: Set("1202".into()),
+            floor: Set(Some(12)),
+            contacts_version: Set(3),
+            created_at: Set(at(3)),
+            ..Default::default()
+        };
+        let unit = unit.insert(&db).await.expect("unit");
+        let technician = user::ActiveModel {
+            phone: Set("13800000001".into()),
+            name: Set("王师傅".into()),
+            password_hash: Set(Some("hash".into())),
+            role: Set(Role::Staff),
+            position: Set(Some(StaffPosition::Technician)),
+            community_id: Set(Some(community.id)),
+            created_at: Set(at(4)),
+            ..Default::default()
+        };
+        let technician = technician.insert(&db).await.expect("technician");
+        let every_column_set = repair_order::ActiveModel {
+            community_id: Set(community.id),
+            building_id: Set(building.id),
+            unit_id: Set(Some(unit.id)),
+            resident_id: Set(Some(technician.id)),
+            created_by: Set(technician.id),
+            channel: Set(RepairChannel::Phone),
+            category: Set(RepairCategory::Electrical),
+            description: Set("走廊灯不亮".into()),
+            priority: Set(RepairPriority::Urgent),
+            state: Set(RepairState::Assigned),
+            preferred_visit_at: Set(Some(at(5))),
+            contact_phone: Set(Some("13800000002".into())),
+            assignee_id: Set(Some(technician.id)),
+            completion_note: Set(Some("换了灯管".into())),
+            materials: Set(Some("灯管".into())),
+            charge_cents: Set(Some(1500)),
+            rating: Set(Some(4)),
+            rating_comment: Set(Some("快".into())),
+            cancel_reason: Set(Some("-".into())),
+            response_due_at: Set(at(6)),
+            completion_due_at: Set(at(7)),
+            response_overdue: Set(true),
+            completion_overdue: Set(false),
+            assigned_at: Set(Some(at(8))),
+            started_at: Set(Some(at(9))),
+            completed_at: Set(Some(at(10))),
+            closed_at: Set(Some(at(11))),
+            version: Set(5),
+            created_at: Set(at(12)),
+            updated_at: Set(at(13)),
+            ..Default::default()
+        };
+        every_column_set.insert(&db).await.expect("order");
+        let patrol_finding = repair_order::ActiveModel {
+            community_id: Set(community.id),
+            building_id: Set(building.id),
+            unit_id: Set(None),
+            resident_id: Set(None),
+            created_by: Set(technician.id),
+            channel: Set(RepairChannel::Patrol),
+            category: Set(RepairCategory::Plumbing),
+            description: Set("楼道漏水".into()),
+            priority: Set(RepairPriority::Normal),
+            state: Set(RepairState::Submitted),
+            response_due_at: Set(at(14)),
+            completion_due_at: Set(at(15)),
+            response_overdue: Set(false),
+            completion_overdue: Set(true),
+            version: Set(1),
+            created_at: Set(at(16)),
+            updated_at: Set(at(17)),
+            ..Default::default()
+        };
+        patrol_finding.insert(&db).await.expect("order");
+
+        let supervisor = Principal {
+            user_id: technician.id,
+            role: Role::Staff,
+            position: Some(StaffPosition::Supervisor),
+            community_id: Some(community.id),
+        };
+        let request = PageRequest::new(20, None).expect("page request");
+        let page = pagination::page_of(
+            repair_order::Entity::find().filter(visible(&supervisor)),
+            repair_order::Column::Id,
+            &request,
+        );
+        let rows = with_related(page).into_model::<OrderWithRelated>().all(&db).await.expect("page");
+        assert_eq!(rows.len(), 2);
+        for row in rows {
+            let by_name = repair_order::Entity::find_by_id(row.order.id).one(&db).await.expect("order");
+            assert_eq!(Some(&row.order), by_name.as_ref());
+            let unit = match row.order.unit_id {
+                Some(id) => unit::Entity::find_by_id(id).one(&db).await.expect("unit"),
+                None => None,
+            };
+            assert_eq!(row.unit, unit);
+            assert_eq!(row.building, building::Entity::find_by_id(row.order.building_id).one(&db).await.expect("b"));
+            let assignee = match row.order.assignee_id {
+                Some(id) => user::Entity::find_by_id(id).one(&db).await.expect("assignee"),
+                None => None,
+            };
+            assert_eq!(row.assignee, assignee);
+        }
     }
 
     #[tokio::test]

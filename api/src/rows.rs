@@ -1,0 +1,76 @@
+//! Models read from a row by position, straight from the driver's row.
+//!
+//! SeaORM's own mapping looks every column up by name, formats the prefixed
+//! name of each joined column, and formats a message for every NULL it meets.
+//! On a page of orders joined with their unit, building and assignee that was
+//! a fifth of the server's time; by position it is one typed read per column.
+
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, TryIntoModel,
+    Value,
+    sqlx::{self, Postgres, Row, Sqlite},
+};
+
+/// The columns of `E` in the order `E::find()` and a join of `E` select them.
+pub fn column_count<E: EntityTrait>() -> usize {
+    E::Column::iter().count()
+}
+
+/// The model of `E` from the row's columns `first..first + column_count::<E>()`,
+/// in the entity's column order; `None` when all of them are NULL (a left join
+/// that found no row).
+pub fn model_at<E>(row: &QueryResult, first: usize) -> Result<Option<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+{
+    let mut values = Vec::with_capacity(column_count::<E>());
+    let mut all_null = true;
+    for (offset, column) in E::Column::iter().enumerate() {
+        let (value, is_null) = value_at(row, first + offset, column.def().get_column_type())?;
+        all_null &= is_null;
+        values.push((column, value));
+    }
+    if all_null {
+        return Ok(None);
+    }
+    let mut model = <E::ActiveModel as ActiveModelTrait>::default();
+    for (column, value) in values {
+        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
+    }
+    model.try_into_model().map(Some)
+}
+
+/// The column's value, and whether it is NULL.
+fn value_at(row: &QueryResult, index: usize, column_type: &ColumnType) -> Result<(Value, bool), DbErr> {
+    fn typed<T>(read: Option<T>, variant: fn(Option<T>) -> Value) -> (Value, bool) {
+        let is_null = read.is_none();
+        (variant(read), is_null)
+    }
+    Ok(match column_type {
+        ColumnType::BigInteger => typed(get(row, index)?, Value::BigInt),
+        ColumnType::Integer => typed(get(row, index)?, Value::Int),
+        ColumnType::Boolean => typed(get(row, index)?, Value::Bool),
+        // Text and the string-backed enums.
+        ColumnType::String(_) | ColumnType::Text => typed(get(row, index)?, Value::String),
+        ColumnType::TimestampWithTimeZone => typed(get(row, index)?, Value::ChronoDateTimeUtc),
+        other => return Err(DbErr::Type(format!("no positional read for column type {other:?}"))),
+    })
+}
+
+fn get<T>(row: &QueryResult, index: usize) -> Result<Option<T>, DbErr>
+where
+    T: for<'r> sqlx::Decode<'r, Sqlite>
+        + sqlx::Type<Sqlite>
+        + for<'r> sqlx::Decode<'r, Postgres>
+        + sqlx::Type<Postgres>,
+{
+    let read = if let Some(row) = row.try_as_sqlite_row() {
+        row.try_get::<Option<T>, _>(index)
+    } else if let Some(row) = row.try_as_pg_row() {
+        row.try_get::<Option<T>, _>(index)
+    } else {
+        return Err(DbErr::Type("a row of neither SQLite nor PostgreSQL".into()));
+    };
+    read.map_err(|err| DbErr::Type(format!("column {index}: {err}")))
+}
