@@ -45,6 +45,37 @@ pub fn require_version(what: &str, current: i32, expected: Option<i32>) -> ApiRe
     }
 }
 
+/// What the services' unit tests share.
+#[cfg(test)]
+pub mod testing {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectionTrait, Database, EntityTrait, QueryTrait, Select, Statement};
+
+    use super::*;
+
+    /// An in-memory SQLite database with every migration applied.
+    pub async fn migrated_sqlite() -> DatabaseConnection {
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        db
+    }
+
+    /// SQLite's plan for `select`, a step per row: its parent step (0 at the
+    /// top) and what it does.
+    pub async fn query_plan<E: EntityTrait>(db: &impl ConnectionTrait, select: Select<E>) -> Vec<(i64, String)> {
+        let query = select.build(db.get_database_backend());
+        let explain = Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!("EXPLAIN QUERY PLAN {}", query.sql),
+            query.values.map(|values| values.0).unwrap_or_default(),
+        );
+        let rows = db.query_all_raw(explain).await.expect("explain");
+        rows.iter()
+            .map(|row| (row.try_get("", "parent").expect("parent"), row.try_get("", "detail").expect("detail")))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

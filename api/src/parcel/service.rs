@@ -736,21 +736,14 @@ pub async fn desk_summary(app: &AppContext, caller: &Caller, day: NaiveDate) -> 
 
 #[cfg(test)]
 mod tests {
-    use migration::{Migrator, MigratorTrait};
-    use sea_orm::{Database, QueryOrder, QuerySelect, QueryTrait, Statement};
+    use sea_orm::{QueryOrder, QuerySelect};
 
     use super::*;
+    use crate::db::testing::{migrated_sqlite, query_plan};
 
     /// What SQLite's planner does with `select`, one line per step.
     async fn plan(db: &impl ConnectionTrait, select: Select<parcel::Entity>) -> String {
-        let query = select.build(db.get_database_backend());
-        let explain = Statement::from_sql_and_values(
-            db.get_database_backend(),
-            format!("EXPLAIN QUERY PLAN {}", query.sql),
-            query.values.map(|values| values.0).unwrap_or_default(),
-        );
-        let rows = db.query_all_raw(explain).await.expect("explain");
-        rows.iter().map(|row| row.try_get::<String>("", "detail").expect("detail")).collect::<Vec<_>>().join("\n")
+        query_plan(db, select).await.into_iter().map(|(_, detail)| detail).collect::<Vec<_>>().join("\n")
     }
 
     fn waiting_parcel(community_id: i64, tracking_number: &str, pickup_code: &str) -> parcel::ActiveModel {
@@ -781,8 +774,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pickup_code_taken_meanwhile_is_drawn_again_and_a_held_tracking_number_is_a_conflict() {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
+        let db = migrated_sqlite().await;
         let community = entity::community::ActiveModel {
             name: Set("翠苑".into()),
             created_at: Set(Utc::now()),
@@ -806,8 +798,7 @@ mod tests {
 
     #[tokio::test]
     async fn code_and_tracking_number_lookups_use_their_unique_indexes() {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
+        let db = migrated_sqlite().await;
         let by_code = plan(&db, waiting_with_pickup_code(1, "123456")).await;
         assert!(by_code.contains("USING INDEX ux_parcel_pickup_code"), "{by_code}");
         let by_tracking_number = plan(&db, held_with_tracking_number(1, "SF123")).await;
@@ -816,8 +807,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_desks_search_by_tracking_number_reads_only_that_numbers_parcels() {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
+        let db = migrated_sqlite().await;
         let desk = Caller::User(Principal {
             user_id: 1,
             role: Role::Staff,

@@ -753,31 +753,14 @@ pub(super) async fn auto_close(app: &AppContext, order: &repair_order::Model) ->
 
 #[cfg(test)]
 mod tests {
-    use migration::{Migrator, MigratorTrait};
-    use sea_orm::{Database, QueryTrait, Statement};
-
     use super::*;
-
-    /// `(parent step, detail)` of each step of SQLite's plan for `select`.
-    async fn plan(db: &DatabaseConnection, select: Select<repair_order::Entity>) -> Vec<(i64, String)> {
-        let query = select.build(db.get_database_backend());
-        let explain = Statement::from_sql_and_values(
-            db.get_database_backend(),
-            format!("EXPLAIN QUERY PLAN {}", query.sql),
-            query.values.map(|values| values.0).unwrap_or_default(),
-        );
-        let rows = db.query_all_raw(explain).await.expect("explain");
-        rows.iter()
-            .map(|row| (row.try_get("", "parent").expect("parent"), row.try_get("", "detail").expect("detail")))
-            .collect()
-    }
+    use crate::db::testing::{migrated_sqlite, query_plan};
 
     #[tokio::test]
     async fn a_page_row_reads_the_same_models_as_reading_each_row_by_name() {
         use chrono::TimeZone;
         use entity::community;
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
+        let db = migrated_sqlite().await;
         let at = |second| Utc.with_ymd_and_hms(2026, 11, 30, 8, 0, second).single().expect("time");
         let community =
             community::ActiveModel { name: Set("翠苑".into()), created_at: Set(at(1)), ..Default::default() };
@@ -898,8 +881,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_residents_page_sorts_only_the_ids_of_their_visible_orders() {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
+        let db = migrated_sqlite().await;
         let resident = Principal { user_id: 1, role: Role::Resident, position: None, community_id: Some(1) };
         let request = PageRequest::new(20, None).expect("page request");
         let page = || {
@@ -909,7 +891,7 @@ mod tests {
                 &request,
             )
         };
-        for steps in [plan(&db, page()).await, plan(&db, with_related(page())).await] {
+        for steps in [query_plan(&db, page()).await, query_plan(&db, with_related(page())).await] {
             let sorts: Vec<_> = steps.iter().filter(|(_, detail)| detail.contains("TEMP B-TREE")).collect();
             // The only sort is the subquery's, over ids; the rows come out in id order.
             assert_eq!(sorts.len(), 1, "{steps:?}");
