@@ -6,8 +6,8 @@
 //! 20–28 % of the server's time; by position it is one typed read per column.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, Iterable, QueryResult, TryIntoModel,
-    Value,
+    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable, QueryResult,
+    TryIntoModel, Value,
     sqlx::{self, Postgres, Row, Sqlite},
 };
 
@@ -35,11 +35,39 @@ where
     if all_null {
         return Ok(None);
     }
-    let mut model = <E::ActiveModel as ActiveModelTrait>::default();
+    set::<E>(<E::ActiveModel as ActiveModelTrait>::default(), values).map(Some)
+}
+
+/// `unread` with `columns` read from the row's columns `first..first +
+/// columns.len()`, in that order: a model of which only some columns were
+/// selected.
+pub fn model_with<E>(
+    row: &QueryResult,
+    first: usize,
+    columns: &[E::Column],
+    unread: E::Model,
+) -> Result<E::Model, DbErr>
+where
+    E: EntityTrait,
+    E::Model: IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+{
+    let mut values = Vec::with_capacity(columns.len());
+    for (offset, &column) in columns.iter().enumerate() {
+        values.push((column, value_at(row, first + offset, column.def().get_column_type())?.0));
+    }
+    set::<E>(unread.into_active_model(), values)
+}
+
+fn set<E>(mut model: E::ActiveModel, values: Vec<(E::Column, Value)>) -> Result<E::Model, DbErr>
+where
+    E: EntityTrait,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+{
     for (column, value) in values {
         model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
     }
-    model.try_into_model().map(Some)
+    model.try_into_model()
 }
 
 /// The column's value, and whether it is NULL.

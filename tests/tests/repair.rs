@@ -1908,3 +1908,79 @@ async fn the_total_count_is_only_counted_when_asked_for() {
     assert_eq!(body["data"]["repairOrders"]["totalCount"], 3, "{body}");
     assert_eq!(with, without + 1, "one COUNT statement, and only when totalCount is selected");
 }
+
+/// A list reads only the columns its selection shows; each field must still
+/// show what it shows when the whole order is read.
+#[tokio::test]
+async fn every_field_of_a_listed_order_shows_what_the_order_itself_shows() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    let cast = Cast::home(&app).await;
+    // Every column set, and each to a value an unread column does not hold:
+    // entered by the front desk for a resident, dispatched, done, rated, and
+    // with what no flow sets beside a rating written to the table.
+    let description = "每列都有值的工单";
+    let order = ok(&cast
+        .front_desk
+        .submit(json!({
+            "unitId": unit(&app, "1-101"), "residentId": cast.owner.id, "channel": "PHONE",
+            "category": "ELECTRICAL", "priority": "URGENT", "description": description,
+            "contactPhone": "13900001111", "preferredVisitAt": (Utc::now() + Duration::hours(2)).to_rfc3339(),
+        }))
+        .await);
+    let order = id(&order);
+    cast.advance(&order, &cast.owner, "CLOSED").await;
+    ok(&cast.front_desk.follow_up(&order, "满意").await);
+    let row_id = order.trim_start_matches(|c: char| !c.is_ascii_digit());
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE repair_order SET cancel_reason = '未取消', rating_comment = '很好', response_overdue = true \
+             WHERE id = {row_id}"
+        ))
+        .await
+        .expect("set the remaining columns");
+
+    let types = app
+        .data(
+            None,
+            "{ __type(name: \"RepairOrder\") { fields { name type { kind ofType { kind ofType { kind ofType { kind } } } } } } }",
+            json!({}),
+        )
+        .await;
+    let fields = types["__type"]["fields"].as_array().expect("fields");
+    assert!(fields.len() >= 30, "{types}");
+    let token = Some(cast.supervisor.token.as_str());
+    for field in fields {
+        let name = field["name"].as_str().expect("field name");
+        let mut kind = &field["type"];
+        while matches!(kind["kind"].as_str(), Some("NON_NULL" | "LIST")) {
+            kind = &kind["ofType"];
+        }
+        let selection = if kind["kind"] == "OBJECT" { format!("{name} {{ __typename }}") } else { name.to_owned() };
+        let whole = app
+            .data(
+                token,
+                &format!("query($id: ID!) {{ repairOrder(id: $id) {{ {selection} }} }}"),
+                json!({ "id": order }),
+            )
+            .await;
+        let expected = &whole["repairOrder"][name];
+        assert!(!expected.is_null(), "{name} is set on the order: {whole}");
+        let filter = json!({ "filter": { "text": description } });
+        let page = |list: &str| {
+            format!("query($filter: RepairOrderFilter) {{ repairOrders(first: 5, filter: $filter) {{ {list} }} }}")
+        };
+        for (document, node) in [
+            (page(&format!("edges {{ node {{ {selection} }} }}")), "/edges/0/node"),
+            (page(&format!("nodes {{ {selection} }}")), "/nodes/0"),
+            (
+                page("edges { node { ...shown } }") + &format!(" fragment shown on RepairOrder {{ {selection} }}"),
+                "/edges/0/node",
+            ),
+        ] {
+            let listed = app.data(token, &document, filter.clone()).await;
+            let shown = listed["repairOrders"].pointer(node).unwrap_or_else(|| panic!("{document}: {listed}"));
+            assert_eq!(&shown[name], expected, "{name} in {document}");
+        }
+    }
+}

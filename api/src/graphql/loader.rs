@@ -63,7 +63,7 @@ impl RowsRead {
         self.rows().insert((TypeId::of::<E::Model>(), id), Box::new(row));
     }
 
-    fn get<E>(&self, id: i64) -> Option<E::Model>
+    pub(crate) fn get<E>(&self, id: i64) -> Option<E::Model>
     where
         E: EntityTrait,
         E::Model: Clone + 'static,

@@ -54,11 +54,20 @@ impl RepairQuery {
             text: filter.text,
         };
         let request = PageRequest::new(first, after.as_deref())?;
-        // A list that shows each order's unit, building or assignee reads them
-        // with the page, in one statement.
-        let node = ctx.look_ahead().field("edges").field("node");
-        let shows_related = ["unit", "building", "assignee"].iter().any(|field| node.field(field).exists());
+        let page = ctx.look_ahead();
+        let nodes: Vec<_> = [page.field("edges").field("node"), page.field("nodes")]
+            .iter()
+            .flat_map(|nodes| nodes.selection_fields())
+            .collect();
+        // The page reads only the columns its nodes show, and a list that shows
+        // each order's unit, building or assignee reads them with the page, in
+        // one statement.
+        let columns = RepairOrder::columns_read_by(&nodes);
+        let shows_related = nodes
+            .iter()
+            .flat_map(|node| node.selection_set())
+            .any(|field| matches!(field.name(), "unit" | "building" | "assignee"));
         let join_related_into = if shows_related { ctx.data_opt::<RowsRead>() } else { None };
-        Ok(service::list(ctx.db(), principal, filter, request, join_related_into).await?)
+        Ok(service::list(ctx.db(), principal, filter, request, &columns, join_related_into).await?)
     }
 }

@@ -11,8 +11,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic,
-    Iterable, JoinType, QueryFilter, QueryResult, QuerySelect, RelationDef, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IdenStatic, Iterable, JoinType,
+    QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 
@@ -85,6 +85,7 @@ pub async fn list(
     principal: &Principal,
     filter: Filter,
     request: PageRequest,
+    columns: &[repair_order::Column],
     join_related_into: Option<&RowsRead>,
 ) -> ApiResult<Page<types::RepairOrder>> {
     use repair_order::Column;
@@ -122,63 +123,108 @@ pub async fn list(
         let description = Expr::col((repair_order::Entity, Column::Description));
         select = select.filter(description.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
     }
-    let Some(rows_read) = join_related_into else {
-        return pagination::fetch(db, select, Column::Id, |order| order.id, request, types::RepairOrder).await;
-    };
-    let read = async |page: Select<repair_order::Entity>| {
-        let rows = with_related(page).into_model::<OrderWithRelated>().all(db).await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                if let Some(unit) = row.unit {
-                    rows_read.keep::<unit::Entity>(unit.id, unit);
-                }
-                if let Some(building) = row.building {
-                    rows_read.keep::<building::Entity>(building.id, building);
-                }
-                if let Some(assignee) = row.assignee {
-                    rows_read.keep::<user::Entity>(assignee.id, assignee);
-                }
-                row.order
-            })
-            .collect())
-    };
+    let read = async |page| read_page(db, page, columns, join_related_into).await;
     pagination::fetch_with(db, select, Column::Id, request, read, |order| order.id, types::RepairOrder).await
 }
 
-/// An order with the unit, building and assignee a list shows beside it.
-struct OrderWithRelated {
-    order: repair_order::Model,
+/// The orders of `page` with only `columns` read, and, given where to keep
+/// them, each order's unit, building and assignee read in the same statement.
+async fn read_page(
+    db: &DatabaseConnection,
+    page: Select<repair_order::Entity>,
+    columns: &[repair_order::Column],
+    join_related_into: Option<&RowsRead>,
+) -> ApiResult<Vec<repair_order::Model>> {
+    let page = page.select_only().columns(columns.iter().copied());
+    let page = if join_related_into.is_some() { with_related(page) } else { page };
+    let rows = db.query_all(&page.into_query()).await?;
+    let mut orders = Vec::with_capacity(rows.len());
+    for row in &rows {
+        orders.push(rows::model_with::<repair_order::Entity>(row, 0, columns, unread_order())?);
+        if let Some(rows_read) = join_related_into {
+            let related = Related::at(row, columns.len())?;
+            if let Some(unit) = related.unit {
+                rows_read.keep::<unit::Entity>(unit.id, unit);
+            }
+            if let Some(building) = related.building {
+                rows_read.keep::<building::Entity>(building.id, building);
+            }
+            if let Some(assignee) = related.assignee {
+                rows_read.keep::<user::Entity>(assignee.id, assignee);
+            }
+        }
+    }
+    Ok(orders)
+}
+
+/// What an order's unread columns hold on a page that reads only the columns
+/// its selection shows: no field of that selection reads them.
+fn unread_order() -> repair_order::Model {
+    let never = DateTime::<Utc>::UNIX_EPOCH;
+    repair_order::Model {
+        id: 0,
+        community_id: 0,
+        building_id: 0,
+        unit_id: None,
+        resident_id: None,
+        created_by: 0,
+        channel: RepairChannel::App,
+        category: RepairCategory::Other,
+        description: String::new(),
+        priority: RepairPriority::Normal,
+        state: RepairState::Submitted,
+        preferred_visit_at: None,
+        contact_phone: None,
+        assignee_id: None,
+        completion_note: None,
+        materials: None,
+        charge_cents: None,
+        rating: None,
+        rating_comment: None,
+        cancel_reason: None,
+        response_due_at: never,
+        completion_due_at: never,
+        response_overdue: false,
+        completion_overdue: false,
+        assigned_at: None,
+        started_at: None,
+        completed_at: None,
+        closed_at: None,
+        version: 0,
+        created_at: never,
+        updated_at: never,
+    }
+}
+
+/// The unit, building and assignee a list shows beside an order.
+struct Related {
     unit: Option<unit::Model>,
     building: Option<building::Model>,
     assignee: Option<user::Model>,
 }
 
-const UNIT_PREFIX: &str = "unit_";
-const BUILDING_PREFIX: &str = "building_";
-const ASSIGNEE_PREFIX: &str = "assignee_";
-
-/// Read by position: the order's columns, then the unit's, the building's and
-/// the assignee's, as [`with_related`] selects them.
-impl FromQueryResult for OrderWithRelated {
-    fn from_query_result(row: &QueryResult, _prefix: &str) -> Result<Self, DbErr> {
-        let unit_at = rows::column_count::<repair_order::Entity>();
-        let building_at = unit_at + rows::column_count::<unit::Entity>();
+impl Related {
+    /// Read by position from the row's columns `first..`: the unit's, the
+    /// building's and the assignee's, as [`with_related`] selects them after the
+    /// order's.
+    fn at(row: &QueryResult, first: usize) -> Result<Self, DbErr> {
+        let building_at = first + rows::column_count::<unit::Entity>();
         let assignee_at = building_at + rows::column_count::<building::Entity>();
         Ok(Self {
-            order: rows::model_at::<repair_order::Entity>(row, 0)?
-                .ok_or_else(|| DbErr::RecordNotFound("the page row's order".into()))?,
-            unit: rows::model_at::<unit::Entity>(row, unit_at)?,
+            unit: rows::model_at::<unit::Entity>(row, first)?,
             building: rows::model_at::<building::Entity>(row, building_at)?,
             assignee: rows::model_at::<user::Entity>(row, assignee_at)?,
         })
     }
 }
 
+const UNIT_PREFIX: &str = "unit_";
+const BUILDING_PREFIX: &str = "building_";
+const ASSIGNEE_PREFIX: &str = "assignee_";
+
 /// Left-joins each order's unit, building and assignee into `page`, their
-/// columns (each name prefixed) after the order's in the order
-/// [`OrderWithRelated`] reads them: the page and what it shows beside each
-/// order in one statement.
+/// columns (each name prefixed) after the order's in the order [`Related`]
+/// reads them: the page and what it shows beside each order in one statement.
 fn with_related(page: Select<repair_order::Entity>) -> Select<repair_order::Entity> {
     use repair_order::Column;
     let page = join_prefixed::<unit::Entity>(page, Column::UnitId, unit::Column::Id, UNIT_PREFIX);
@@ -755,9 +801,10 @@ pub(super) async fn auto_close(app: &AppContext, order: &repair_order::Model) ->
 mod tests {
     use super::*;
     use crate::db::testing::{migrated_sqlite, query_plan};
+    use repair_order::Column;
 
     #[tokio::test]
-    async fn a_page_row_reads_the_same_models_as_reading_each_row_by_name() {
+    async fn a_page_reads_the_selected_columns_as_reading_each_row_by_name_does() {
         use chrono::TimeZone;
         use entity::community;
         let db = migrated_sqlite().await;
@@ -855,27 +902,44 @@ mod tests {
             community_id: Some(community.id),
         };
         let request = PageRequest::new(20, None).expect("page request");
-        let page = pagination::page_of(
-            repair_order::Entity::find().filter(visible(&supervisor)),
-            repair_order::Column::Id,
-            &request,
-        );
-        let rows = with_related(page).into_model::<OrderWithRelated>().all(&db).await.expect("page");
-        assert_eq!(rows.len(), 2);
-        for row in rows {
-            let by_name = repair_order::Entity::find_by_id(row.order.id).one(&db).await.expect("order");
-            assert_eq!(Some(&row.order), by_name.as_ref());
-            let unit = match row.order.unit_id {
+        let page =
+            || pagination::page_of(repair_order::Entity::find().filter(visible(&supervisor)), Column::Id, &request);
+        let by_name = repair_order::Entity::find().all(&db).await.expect("orders");
+        assert_eq!(by_name.len(), 2);
+
+        let rows_read = RowsRead::default();
+        let every_column: Vec<_> = Column::iter().collect();
+        let orders = read_page(&db, page(), &every_column, Some(&rows_read)).await.expect("page");
+        assert_eq!(orders, by_name);
+        for order in &orders {
+            let unit = match order.unit_id {
                 Some(id) => unit::Entity::find_by_id(id).one(&db).await.expect("unit"),
                 None => None,
             };
-            assert_eq!(row.unit, unit);
-            assert_eq!(row.building, building::Entity::find_by_id(row.order.building_id).one(&db).await.expect("b"));
-            let assignee = match row.order.assignee_id {
+            assert_eq!(rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default()), unit);
+            let building = building::Entity::find_by_id(order.building_id).one(&db).await.expect("building");
+            assert_eq!(rows_read.get::<building::Entity>(order.building_id), building);
+            let assignee = match order.assignee_id {
                 Some(id) => user::Entity::find_by_id(id).one(&db).await.expect("assignee"),
                 None => None,
             };
-            assert_eq!(row.assignee, assignee);
+            assert_eq!(rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default()), assignee);
+        }
+
+        let some_columns = [Column::Id, Column::UnitId, Column::Description, Column::State, Column::ClosedAt];
+        for related in [None, Some(&RowsRead::default())] {
+            let orders = read_page(&db, page(), &some_columns, related).await.expect("page");
+            for (order, by_name) in orders.into_iter().zip(&by_name) {
+                let expected = repair_order::Model {
+                    id: by_name.id,
+                    unit_id: by_name.unit_id,
+                    description: by_name.description.clone(),
+                    state: by_name.state,
+                    closed_at: by_name.closed_at,
+                    ..unread_order()
+                };
+                assert_eq!(order, expected);
+            }
         }
     }
 

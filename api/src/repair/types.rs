@@ -1,6 +1,9 @@
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject, Upload, dataloader::DataLoader};
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, Upload, dataloader::DataLoader,
+};
 use chrono::{DateTime, Utc};
 use entity::{building, repair_follow_up, repair_order, repair_order_change, repair_photo, unit, user};
+use sea_orm::{IdenStatic, Iterable};
 
 use super::loader::{FollowUpsByOrder, PhotosByOrder, TimelineByOrder};
 use crate::{
@@ -86,7 +89,9 @@ pub struct Money {
     pub currency: &'static str,
 }
 
-/// A repair order (报修工单).
+/// A repair order (报修工单). On a list the model holds only the columns
+/// the selection shows ([`RepairOrder::columns_read_by`]); the others hold
+/// placeholders no selected field reads.
 pub struct RepairOrder(pub repair_order::Model);
 
 #[Object]
@@ -212,6 +217,54 @@ impl RepairOrder {
     async fn follow_ups(&self, ctx: &Context<'_>) -> Result<Vec<RepairFollowUp>> {
         let follow_ups = load_children::<FollowUpsByOrder>(ctx, self.0.id).await?;
         Ok(follow_ups.into_iter().map(RepairFollowUp).collect())
+    }
+}
+
+impl RepairOrder {
+    /// The order's columns the fields selected on `nodes` read, with the id
+    /// every list's cursor needs, in the entity's column order: a list reads
+    /// no others. A field not named here reads every column.
+    pub fn columns_read_by(nodes: &[SelectionField<'_>]) -> Vec<repair_order::Column> {
+        use repair_order::Column::*;
+        let mut read = vec![Id];
+        for field in nodes.iter().flat_map(|node| node.selection_set()) {
+            let columns: &[repair_order::Column] = match field.name() {
+                "__typename" | "id" | "timeline" | "photos" | "followUps" => &[],
+                "state" => &[State],
+                "channel" => &[Channel],
+                "category" => &[Category],
+                "priority" => &[Priority],
+                "description" => &[Description],
+                "preferredVisitAt" => &[PreferredVisitAt],
+                "contactPhone" => &[ContactPhone],
+                "unit" => &[UnitId],
+                "building" => &[BuildingId],
+                "resident" => &[ResidentId],
+                "submittedBy" => &[CreatedBy],
+                "assignee" => &[AssigneeId],
+                "completionNote" => &[CompletionNote],
+                "materials" => &[Materials],
+                "charge" => &[ChargeCents],
+                "rating" => &[Rating],
+                "ratingComment" => &[RatingComment],
+                "cancelReason" => &[CancelReason],
+                "responseDueAt" => &[ResponseDueAt],
+                "completionDueAt" => &[CompletionDueAt],
+                "overdue" => &[ResponseOverdue, CompletionOverdue],
+                "responseOverdue" => &[ResponseOverdue],
+                "completionOverdue" => &[CompletionOverdue],
+                "assignedAt" => &[AssignedAt],
+                "startedAt" => &[StartedAt],
+                "completedAt" => &[CompletedAt],
+                "closedAt" => &[ClosedAt],
+                "version" => &[Version],
+                "createdAt" => &[CreatedAt],
+                "updatedAt" => &[UpdatedAt],
+                _ => return repair_order::Column::iter().collect(),
+            };
+            read.extend_from_slice(columns);
+        }
+        repair_order::Column::iter().filter(|column| read.iter().any(|read| read.as_str() == column.as_str())).collect()
     }
 }
 
