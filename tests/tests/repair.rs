@@ -1879,6 +1879,7 @@ async fn a_list_reads_the_unit_building_and_assignee_with_its_page() {
     let token = Some(cast.supervisor.token.as_str());
     let bare = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
     let shown = "query($first: Int!) { repairOrders(first: $first) { edges { node { id unit { number building { name } } building { name } assignee { name } } } } }";
+    let shown_as_nodes = "query($first: Int!) { repairOrders(first: $first) { nodes { id unit { number building { name } } building { name } assignee { name } } } }";
     for first in [5, 40] {
         let (_, for_ids) = app.count_queries(app.graphql(token, bare, json!({ "first": first }))).await;
         let (body, for_related) = app.count_queries(app.graphql(token, shown, json!({ "first": first }))).await;
@@ -1890,6 +1891,11 @@ async fn a_list_reads_the_unit_building_and_assignee_with_its_page() {
         assert!(nodes.iter().any(|e| e["node"]["assignee"]["name"] == "赵师傅"), "{body}");
         assert!(nodes.iter().any(|e| e["node"]["assignee"].is_null()), "{body}");
         assert_eq!(for_related, for_ids, "first: {first}: the related rows come with the page, in its statement");
+        let (body, for_nodes) = app.count_queries(app.graphql(token, shown_as_nodes, json!({ "first": first }))).await;
+        let nodes = body["data"]["repairOrders"]["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), first, "{body}");
+        assert!(nodes.iter().any(|node| node["assignee"]["name"] == "赵师傅"), "{body}");
+        assert_eq!(for_nodes, for_ids, "first: {first}: under `nodes` too");
     }
 }
 

@@ -79,6 +79,10 @@ pub struct Filter {
     pub text: Option<String>,
 }
 
+/// One page of the orders the principal may see that match `filter`, each
+/// with only `columns` read (the id among them, for the cursor); given
+/// `join_related_into`, their units, buildings and assignees are read in the
+/// same statement and kept there.
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
 pub async fn list(
     db: &DatabaseConnection,
