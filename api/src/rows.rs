@@ -25,13 +25,7 @@ where
     E: EntityTrait,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    let mut values = Vec::with_capacity(column_count::<E>());
-    let mut all_null = true;
-    for (offset, column) in E::Column::iter().enumerate() {
-        let (value, is_null) = value_at(row, first + offset, column.def().get_column_type())?;
-        all_null &= is_null;
-        values.push((column, value));
-    }
+    let (values, all_null) = values_at::<E>(row, first, E::Column::iter())?;
     if all_null {
         return Ok(None);
     }
@@ -52,14 +46,30 @@ where
     E::Model: IntoActiveModel<E::ActiveModel>,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    let mut values = Vec::with_capacity(columns.len());
-    for (offset, &column) in columns.iter().enumerate() {
-        values.push((column, value_at(row, first + offset, column.def().get_column_type())?.0));
-    }
+    let (values, _) = values_at::<E>(row, first, columns.iter().copied())?;
     set::<E>(unread.into_active_model(), values)
 }
 
-fn set<E>(mut model: E::ActiveModel, values: Vec<(E::Column, Value)>) -> Result<E::Model, DbErr>
+type ColumnValues<E> = Vec<(<E as EntityTrait>::Column, Value)>;
+
+/// The values of `columns`, read from the row's columns from `first` on, and
+/// whether all of them are NULL.
+fn values_at<E: EntityTrait>(
+    row: &QueryResult,
+    first: usize,
+    columns: impl ExactSizeIterator<Item = E::Column>,
+) -> Result<(ColumnValues<E>, bool), DbErr> {
+    let mut values = Vec::with_capacity(columns.len());
+    let mut all_null = true;
+    for (offset, column) in columns.enumerate() {
+        let (value, is_null) = value_at(row, first + offset, column.def().get_column_type())?;
+        all_null &= is_null;
+        values.push((column, value));
+    }
+    Ok((values, all_null))
+}
+
+fn set<E>(mut model: E::ActiveModel, values: ColumnValues<E>) -> Result<E::Model, DbErr>
 where
     E: EntityTrait,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,

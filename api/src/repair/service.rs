@@ -11,8 +11,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IdenStatic, Iterable, JoinType,
-    QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, JoinType, QueryFilter,
+    QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 
@@ -222,32 +222,27 @@ impl Related {
     }
 }
 
-const UNIT_PREFIX: &str = "unit_";
-const BUILDING_PREFIX: &str = "building_";
-const ASSIGNEE_PREFIX: &str = "assignee_";
-
 /// Left-joins each order's unit, building and assignee into `page`, their
-/// columns (each name prefixed) after the order's in the order [`Related`]
-/// reads them: the page and what it shows beside each order in one statement.
+/// columns after the order's in the order [`Related`] reads them by position:
+/// the page and what it shows beside each order in one statement.
 fn with_related(page: Select<repair_order::Entity>) -> Select<repair_order::Entity> {
     use repair_order::Column;
-    let page = join_prefixed::<unit::Entity>(page, Column::UnitId, unit::Column::Id, UNIT_PREFIX);
-    let page = join_prefixed::<building::Entity>(page, Column::BuildingId, building::Column::Id, BUILDING_PREFIX);
-    join_prefixed::<user::Entity>(page, Column::AssigneeId, user::Column::Id, ASSIGNEE_PREFIX)
+    let page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit");
+    let page = join_columns::<building::Entity>(page, Column::BuildingId, building::Column::Id, "building");
+    join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee")
 }
 
-fn join_prefixed<R: EntityTrait>(
+fn join_columns<R: EntityTrait>(
     page: Select<repair_order::Entity>,
     foreign_key: repair_order::Column,
     primary_key: R::Column,
-    prefix: &'static str,
+    alias: &'static str,
 ) -> Select<repair_order::Entity> {
-    let alias = Alias::new(prefix.trim_end_matches('_'));
+    let alias = Alias::new(alias);
     let relation: RelationDef = repair_order::Entity::belongs_to(R::default()).from(foreign_key).to(primary_key).into();
     let mut page = page.join_as(JoinType::LeftJoin, relation, alias.clone());
     for column in R::Column::iter() {
-        let value = column.select_as(Expr::col((alias.clone(), column)));
-        page = page.column_as(value, format!("{prefix}{}", column.as_str()));
+        page = page.expr(column.select_as(Expr::col((alias.clone(), column))));
     }
     page
 }
