@@ -21,11 +21,16 @@ pub mod rows;
 pub mod telemetry;
 pub mod validate;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, rc::Rc, sync::Arc, time::Duration};
 
-use actix_web::{App, HttpServer, web};
+use actix_codec::Framed;
+use actix_http::{HttpService, Request, h1};
+use actix_service::{ServiceFactory, fn_factory, fn_service, map_config};
+use actix_web::{App, dev::AppConfig, web};
+use futures_util::FutureExt;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use tokio::net::TcpStream;
 use tracing_actix_web::TracingLogger;
 
 use crate::{auth::TokenService, config::Settings, events::EventBus};
@@ -68,6 +73,8 @@ pub enum StartError {
 /// How long a request waits for a pooled connection before it is refused
 /// with SERVICE_UNAVAILABLE; opening a connection is bounded by it too.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections waiting to be accepted, as `HttpServer` has by default.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// Connects to the database named by the settings and brings its schema up to date.
 pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
@@ -152,24 +159,76 @@ pub struct Running {
 }
 
 /// Binds the HTTP server (port 0 picks a free port) with all routes.
+///
+/// Assembled from actix-http's parts rather than `HttpServer`, which has no
+/// place for an upgrade service: WebSocket upgrades are handed over with their
+/// connection (see `http::answer_upgrade`), so that an idle socket does not
+/// keep an HTTP/1 dispatcher and its buffers.
 pub fn serve(app: Arc<AppContext>) -> std::io::Result<Running> {
     let schema = graphql::build_schema(app.clone());
-    let bind = app.settings.bind.clone();
     let workers = app.settings.workers;
-    let mut server = HttpServer::new(move || {
-        App::new()
+    let listeners = bind_listeners(&app.settings.bind)?;
+    let addr = listeners.first().ok_or_else(|| std::io::Error::other("no address bound"))?.local_addr()?;
+    let routes = move || {
+        let app = App::new()
             .wrap(TracingLogger::<http::RequestSpan>::new())
             .app_data(web::Data::new(schema.clone()))
             .app_data(web::Data::new(app.clone()))
-            .configure(http::routes)
-    })
-    // The process handles SIGTERM itself (see main), to close WebSockets first.
-    .disable_signals()
-    .shutdown_timeout(10);
+            .configure(http::routes);
+        // The app reads no host or address from its config: requests carry both.
+        map_config(app, |_| AppConfig::default())
+    };
+    let mut builder = actix_server::Server::build()
+        // The process handles SIGTERM itself (see main), to close WebSockets first.
+        .disable_signals()
+        .shutdown_timeout(10);
     if workers > 0 {
-        server = server.workers(workers);
+        builder = builder.workers(workers);
     }
-    let server = server.bind(&bind)?;
-    let addr = server.addrs().first().copied().ok_or_else(|| std::io::Error::other("no address bound"))?;
-    Ok(Running { addr, server: server.run() })
+    for listener in listeners {
+        let local_addr = listener.local_addr()?;
+        let routes = routes.clone();
+        let stopping = builder.graceful_shutdown_signal();
+        builder = builder.listen("api", listener, move || {
+            let stopping = stopping.clone();
+            let upgrade_routes = routes.clone();
+            HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let stopping = stopping.clone();
+                    async move { stopping.notified().await }
+                })
+                // As `HttpServer`: a client whose body is refused unread gets
+                // a second to take the answer before its connection closes.
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(local_addr)
+                .upgrade(fn_factory(move || {
+                    let routes = upgrade_routes();
+                    async move {
+                        let routes = Rc::new(routes.new_service(()).await?);
+                        Ok::<_, ()>(fn_service(
+                            move |(request, connection): (Request, Framed<TcpStream, h1::Codec>)| {
+                                http::answer_upgrade(routes.clone(), request, connection).boxed_local()
+                            },
+                        ))
+                    }
+                }))
+                .finish(routes())
+                .tcp()
+        })?;
+    }
+    Ok(Running { addr, server: builder.run() })
+}
+
+/// Listens on every address `bind` resolves to, as `HttpServer` would.
+fn bind_listeners(bind: &str) -> std::io::Result<Vec<std::net::TcpListener>> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut listeners = Vec::new();
+    for addr in std::net::ToSocketAddrs::to_socket_addrs(bind)? {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        listeners.push(socket.into());
+    }
+    Ok(listeners)
 }

@@ -117,12 +117,12 @@ async fn a_client_that_stops_reading_is_closed_instead_of_buffered_for() {
     tokio::time::sleep(Duration::from_secs(4)).await;
 
     let mut answers = 0;
-    let mut closed_with = None;
+    let mut close_frame = None;
     loop {
         match tokio::time::timeout(Duration::from_secs(10), socket.next()).await.expect("the server ends the socket") {
             Some(Ok(Message::Text(text))) if text.contains("\"next\"") => answers += 1,
             Some(Ok(Message::Close(frame))) => {
-                closed_with = frame.map(|frame| u16::from(frame.code));
+                close_frame = Some(frame);
                 break;
             }
             Some(Ok(_)) => {}
@@ -130,7 +130,8 @@ async fn a_client_that_stops_reading_is_closed_instead_of_buffered_for() {
         }
     }
     assert!(answers < ASKED, "all {ASKED} answers were buffered for a client that did not read");
-    assert!(closed_with.is_none_or(|code| code == POLICY_VIOLATION), "closed with {closed_with:?}");
+    // Part of a frame may already be on its way, so no close frame can follow it.
+    assert!(close_frame.is_none(), "the connection ended with a close frame: {close_frame:?}");
 
     // The server is fine and the person may reconnect.
     let mut again = app.websocket().await;

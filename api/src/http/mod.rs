@@ -2,6 +2,8 @@
 //! queries and the WebSocket upgrade), `/healthz` and `/readyz`.
 
 mod request_span;
+mod socket;
+mod upgrade;
 mod ws;
 
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use futures_util::StreamExt;
 use sea_orm::EntityTrait;
 use serde_json::json;
 
-pub use self::{request_span::RequestSpan, ws::OpenSockets};
+pub use self::{request_span::RequestSpan, upgrade::answer as answer_upgrade, ws::OpenSockets};
 use crate::{
     AppContext,
     auth::Caller,
@@ -249,7 +251,6 @@ fn bad_request(message: &str) -> HttpResponse {
 /// a link or an image tag cannot change anything), and GraphiQL otherwise.
 async fn graphql_get(
     req: HttpRequest,
-    payload: web::Payload,
     schema: web::Data<AppSchema>,
     app: web::Data<Arc<AppContext>>,
 ) -> actix_web::Result<HttpResponse> {
@@ -258,7 +259,7 @@ async fn graphql_get(
         if let Some(refusal) = admit(&app, &ip, &Auth::Anonymous, 1).await {
             return Ok(refusal);
         }
-        return ws::upgrade(req, payload, schema.get_ref().clone(), app.get_ref().clone(), ip).await;
+        return Ok(ws::accept(&req, schema.get_ref().clone(), app.get_ref().clone(), ip));
     }
     if req.query_string().is_empty() {
         if !app.settings.graphiql_enabled() {

@@ -18,7 +18,7 @@
 //! Limits: WS_MAX_CONNECTIONS_PER_USER sockets per person on one instance
 //! (another is closed with 1008), WS_MAX_OPERATIONS running operations per
 //! socket (another gets an `error` with LIMIT_EXCEEDED), and a client that
-//! stops reading is closed (1008) once a message has waited WS_SEND_TIMEOUT,
+//! stops reading is disconnected once a message has waited WS_SEND_TIMEOUT,
 //! instead of the server buffering for it without bound. Its subscriptions
 //! resume from their cursors when it reconnects.
 
@@ -29,20 +29,24 @@ use std::{
     time::Duration,
 };
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, Session};
+use actix_http::ws::{CloseCode, CloseReason, Message};
+use actix_web::{HttpRequest, HttpResponse, http::header};
 use async_graphql::{ErrorExtensions, Pos, Request};
 use async_stream::stream;
 use chrono::Utc;
 use futures_util::{
     StreamExt,
+    future::LocalBoxFuture,
     stream::{AbortHandle, Abortable, BoxStream, SelectAll, abortable},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::time::Sleep;
+use tokio::{net::TcpStream, time::Sleep};
 
-use super::{authenticate, request_data};
+use super::{
+    authenticate, request_data,
+    socket::{Incoming, Socket},
+};
 use crate::{
     AppContext,
     auth::{Caller, Principal},
@@ -123,31 +127,51 @@ fn negotiate(req: &HttpRequest) -> Option<Protocol> {
     })
 }
 
-pub async fn upgrade(
-    req: HttpRequest,
-    payload: web::Payload,
+/// Answers a WebSocket handshake. The socket itself is served once the
+/// answer is on its way (see `upgrade`), from the [`Accepted`] it carries.
+pub fn accept(req: &HttpRequest, schema: AppSchema, app: Arc<AppContext>, client_ip: String) -> HttpResponse {
+    let mut handshake = match actix_http::ws::handshake(req.head()) {
+        Ok(handshake) => handshake,
+        Err(refusal) => return HttpResponse::from_error(refusal),
+    };
+    let protocol = negotiate(req);
+    let offered = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
+    let answered = match (protocol, offered) {
+        (_, None) => None,
+        (Some(Protocol::TransportWs), Some(_)) => Some(TRANSPORT_WS),
+        (Some(Protocol::LegacyWs), Some(_)) => Some(LEGACY_WS),
+        // Echo an unsupported subprotocol so the handshake completes and the
+        // client can read the 4406 close code.
+        (None, Some(offered)) => offered.split(',').map(str::trim).next().filter(|name| !name.is_empty()),
+    };
+    if let Some(name) = answered {
+        handshake.insert_header((header::SEC_WEBSOCKET_PROTOCOL, name));
+    }
+    let mut response = HttpResponse::from(handshake.finish().map_into_boxed_body());
+    response.extensions_mut().insert(Accepted { schema, app, protocol, client_ip });
+    response
+}
+
+/// A WebSocket whose handshake the app accepted, waiting for its connection.
+pub struct Accepted {
     schema: AppSchema,
     app: Arc<AppContext>,
+    protocol: Option<Protocol>,
     client_ip: String,
-) -> actix_web::Result<HttpResponse> {
-    let protocol = negotiate(&req);
-    // Echo an unsupported subprotocol so the handshake completes and the
-    // client can read the 4406 close code.
-    let offered = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let first_offered = offered.split(',').map(str::trim).next().unwrap_or_default();
-    let answer: &[&str] = if protocol.is_some() { &[TRANSPORT_WS, LEGACY_WS] } else { &[first_offered] };
-    let (response, session, messages) = actix_ws::handle_with_protocols(&req, payload, answer)?;
-    let messages =
-        messages.max_frame_size(MAX_MESSAGE_BYTES).aggregate_continuations().max_continuation_size(MAX_MESSAGE_BYTES);
-    match protocol {
-        Some(protocol) => {
-            actix_web::rt::spawn(Connection::new(session, schema, app, protocol, client_ip).run(messages));
-        }
-        None => {
-            actix_web::rt::spawn(session.close(Some(close_reason(4406, "Subprotocol not acceptable"))));
+}
+
+impl Accepted {
+    /// The whole conversation on the connection; `received` is what the
+    /// client sent after its handshake, already read. Boxed, so that an open
+    /// socket holds exactly the room its conversation needs.
+    pub fn serve(self, stream: TcpStream, received: &[u8]) -> LocalBoxFuture<'static, ()> {
+        let socket = Socket::new(stream, received, MAX_MESSAGE_BYTES);
+        let send_timeout = self.app.settings.ws_send_timeout;
+        match self.protocol {
+            Some(protocol) => Box::pin(Connection::new(socket, self.schema, self.app, protocol, self.client_ip).run()),
+            None => Box::pin(socket.close(Some(close_reason(4406, "Subprotocol not acceptable")), send_timeout)),
         }
     }
-    Ok(response)
 }
 
 /// What a running operation gives the connection to send.
@@ -173,10 +197,13 @@ struct ClientMessage {
 enum Flow {
     Continue,
     Close(CloseReason),
+    /// The connection failed or the client stopped reading: no close frame
+    /// can reach it.
+    Disconnect,
 }
 
 struct Connection {
-    session: Session,
+    socket: Socket,
     schema: AppSchema,
     app: Arc<AppContext>,
     protocol: Protocol,
@@ -190,9 +217,9 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(session: Session, schema: AppSchema, app: Arc<AppContext>, protocol: Protocol, client_ip: String) -> Self {
+    fn new(socket: Socket, schema: AppSchema, app: Arc<AppContext>, protocol: Protocol, client_ip: String) -> Self {
         Self {
-            session,
+            socket,
             schema,
             app,
             protocol,
@@ -205,7 +232,7 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, mut messages: actix_ws::AggregatedMessageStream) {
+    async fn run(mut self) {
         let init_deadline = tokio::time::sleep(self.app.settings.ws_init_timeout);
         tokio::pin!(init_deadline);
         let mut keep_alive = tokio::time::interval(LEGACY_KEEP_ALIVE);
@@ -218,7 +245,7 @@ impl Connection {
                 }
             };
             let flow = tokio::select! {
-                message = messages.next() => match message {
+                message = self.socket.next_message() => match message {
                     // Boxed: handling a message (authentication, starting an
                     // operation) needs far more room than waiting, and every
                     // idle socket would otherwise keep that room.
@@ -238,24 +265,36 @@ impl Connection {
                     self.send_json(json!({ "type": "ka" })).await
                 }
             };
-            if let Flow::Close(reason) = flow {
-                break Some(reason);
+            match flow {
+                Flow::Continue => {}
+                Flow::Close(reason) => break Some(reason),
+                Flow::Disconnect => break None,
             }
         };
         if let Some(reason) = close {
-            // A client that stopped reading cannot take the close frame either.
-            let _ = tokio::time::timeout(self.app.settings.ws_send_timeout, self.session.close(Some(reason))).await;
+            let within = self.app.settings.ws_send_timeout;
+            Box::pin(self.into_socket().close(Some(reason), within)).await;
         }
     }
 
+    /// The socket alone: the person's place and the running operations end
+    /// with the conversation, not when the client has answered the close.
+    fn into_socket(self) -> Socket {
+        self.socket
+    }
+
     async fn send_json(&mut self, message: Value) -> Flow {
-        let timeout = self.app.settings.ws_send_timeout;
-        match tokio::time::timeout(timeout, self.session.text(message.to_string())).await {
-            Ok(Ok(())) => Flow::Continue,
-            Ok(Err(_)) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
-            Err(_) => {
-                tracing::info!("closing a WebSocket whose client stopped reading");
-                Flow::Close(CloseReason { code: CloseCode::Policy, description: Some("too slow to read".into()) })
+        self.send_message(Message::Text(message.to_string().into())).await
+    }
+
+    async fn send_message(&mut self, message: Message) -> Flow {
+        match self.socket.send(message, self.app.settings.ws_send_timeout).await {
+            Ok(()) => Flow::Continue,
+            Err(err) => {
+                if err.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::info!("disconnecting a WebSocket whose client stopped reading");
+                }
+                Flow::Disconnect
             }
         }
     }
@@ -276,19 +315,16 @@ impl Connection {
         self.send_json(message).await
     }
 
-    async fn on_message(&mut self, message: AggregatedMessage) -> Flow {
+    async fn on_message(&mut self, message: Incoming) -> Flow {
         match message {
-            AggregatedMessage::Text(text) => match serde_json::from_str::<ClientMessage>(&text) {
+            Incoming::Text(text) => match serde_json::from_slice::<ClientMessage>(&text) {
                 Ok(message) => self.on_client_message(message).await,
                 Err(_) => Flow::Close(close_reason(4400, "Invalid message")),
             },
-            AggregatedMessage::Binary(_) => Flow::Close(close_reason(4400, "Binary messages are not supported")),
-            AggregatedMessage::Ping(bytes) => match self.session.pong(&bytes).await {
-                Ok(()) => Flow::Continue,
-                Err(_) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
-            },
-            AggregatedMessage::Pong(_) => Flow::Continue,
-            AggregatedMessage::Close(_) => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
+            Incoming::Binary => Flow::Close(close_reason(4400, "Binary messages are not supported")),
+            Incoming::Ping(payload) => self.send_message(Message::Pong(payload)).await,
+            Incoming::Pong => Flow::Continue,
+            Incoming::Close => Flow::Close(CloseReason { code: CloseCode::Normal, description: None }),
         }
     }
 
