@@ -132,6 +132,18 @@ async fn the_socket_closes_with_4403_when_the_access_token_expires() {
 }
 
 #[tokio::test]
+async fn a_restarting_server_closes_its_sockets_with_1001() {
+    let app = spawn_app().await;
+    let token = app.token("tenant").await;
+    let mut socket = app.websocket().await;
+    assert!(acked(socket.init(&token).await));
+    let mut uninitialised = app.websocket().await;
+    app.context.begin_shutdown();
+    assert_eq!(closed_with(socket.next_event(WAIT).await), Some(1001));
+    assert_eq!(closed_with(uninitialised.next_event(WAIT).await), Some(1001));
+}
+
+#[tokio::test]
 async fn validation_errors_come_back_as_error_messages() {
     let app = spawn_app().await;
     let token = app.token("tenant").await;
