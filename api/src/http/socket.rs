@@ -33,7 +33,7 @@ pub struct Socket {
     /// A message arriving in fragments: whether it is text, and its parts so far.
     fragments: Option<(bool, BytesMut)>,
     max_message_bytes: usize,
-    /// A send was cut off inside a frame: nothing more can be framed on this stream.
+    /// A send failed or was cut off inside a frame: nothing more can be sent.
     broken: bool,
     /// The client's close frame has arrived.
     closed_by_client: bool,
