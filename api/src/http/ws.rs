@@ -102,6 +102,13 @@ enum Protocol {
 }
 
 impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::TransportWs => TRANSPORT_WS,
+            Protocol::LegacyWs => LEGACY_WS,
+        }
+    }
+
     fn next_type(self) -> &'static str {
         match self {
             Protocol::TransportWs => "next",
@@ -114,10 +121,10 @@ fn close_reason(code: u16, description: &str) -> CloseReason {
     CloseReason { code: CloseCode::Other(code), description: Some(description.to_owned()) }
 }
 
-/// Which of our subprotocols the client asked for, if any. A client that
+/// Which of our subprotocols the client `offered`, if any. A client that
 /// names none gets graphql-transport-ws.
-fn negotiate(req: &HttpRequest) -> Option<Protocol> {
-    let Some(offered) = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok()) else {
+fn negotiate(offered: Option<&str>) -> Option<Protocol> {
+    let Some(offered) = offered else {
         return Some(Protocol::TransportWs);
     };
     offered.split(',').map(str::trim).find_map(|name| match name {
@@ -134,16 +141,14 @@ pub fn accept(req: &HttpRequest, schema: AppSchema, app: Arc<AppContext>, client
         Ok(handshake) => handshake,
         Err(refusal) => return HttpResponse::from_error(refusal),
     };
-    let protocol = negotiate(req);
     let offered = req.headers().get(header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
-    let answered = match (protocol, offered) {
-        (_, None) => None,
-        (Some(Protocol::TransportWs), Some(_)) => Some(TRANSPORT_WS),
-        (Some(Protocol::LegacyWs), Some(_)) => Some(LEGACY_WS),
+    let protocol = negotiate(offered);
+    let answered = offered.and_then(|offered| match protocol {
+        Some(protocol) => Some(protocol.name()),
         // Echo an unsupported subprotocol so the handshake completes and the
         // client can read the 4406 close code.
-        (None, Some(offered)) => offered.split(',').map(str::trim).next().filter(|name| !name.is_empty()),
-    };
+        None => offered.split(',').map(str::trim).next().filter(|name| !name.is_empty()),
+    });
     if let Some(name) = answered {
         handshake.insert_header((header::SEC_WEBSOCKET_PROTOCOL, name));
     }
