@@ -6,31 +6,10 @@
 //! 20–28 % of the server's time; by position it is one typed read per column.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable, QueryResult,
+    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, QueryResult,
     TryIntoModel, Value,
     sqlx::{self, Postgres, Row, Sqlite},
 };
-
-/// How many columns `E` has: `E::find()` and a join of `E` select them all, in
-/// the entity's column order.
-pub fn column_count<E: EntityTrait>() -> usize {
-    E::Column::iter().count()
-}
-
-/// The model of `E` from the row's columns `first..first + column_count::<E>()`,
-/// in the entity's column order; `None` when all of them are NULL (a left join
-/// that found no row).
-pub fn model_at<E>(row: &QueryResult, first: usize) -> Result<Option<E::Model>, DbErr>
-where
-    E: EntityTrait,
-    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
-{
-    let (values, all_null) = values_at::<E>(row, first, E::Column::iter())?;
-    if all_null {
-        return Ok(None);
-    }
-    set::<E>(<E::ActiveModel as ActiveModelTrait>::default(), values).map(Some)
-}
 
 /// `unread` with `columns` read from the row's columns `first..first +
 /// columns.len()`, in that order: a model of which only some columns were
@@ -48,6 +27,26 @@ where
 {
     let (values, _) = values_at::<E>(row, first, columns.iter().copied())?;
     set::<E>(unread.into_active_model(), values)
+}
+
+/// Like [`model_with`], for the columns of a left join: `None` when all of
+/// them are NULL (no row was joined).
+pub fn joined_model_with<E>(
+    row: &QueryResult,
+    first: usize,
+    columns: &[E::Column],
+    unread: E::Model,
+) -> Result<Option<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    E::Model: IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+{
+    let (values, all_null) = values_at::<E>(row, first, columns.iter().copied())?;
+    if all_null {
+        return Ok(None);
+    }
+    set::<E>(unread.into_active_model(), values).map(Some)
 }
 
 type ColumnValues<E> = Vec<(<E as EntityTrait>::Column, Value)>;

@@ -1915,6 +1915,36 @@ async fn the_total_count_is_only_counted_when_asked_for() {
     assert_eq!(with, without + 1, "one COUNT statement, and only when totalCount is selected");
 }
 
+/// A selection of the field introspection describes: its name, and for an
+/// object (or a list of them) its `__typename`.
+fn selecting(field: &Value) -> String {
+    let name = field["name"].as_str().expect("field name");
+    let mut kind = &field["type"];
+    while matches!(kind["kind"].as_str(), Some("NON_NULL" | "LIST")) {
+        kind = &kind["ofType"];
+    }
+    if kind["kind"] == "OBJECT" { format!("{name} {{ __typename }}") } else { name.to_owned() }
+}
+
+/// The orders matching `$filter`, five at most, shown as `list`.
+fn filtered_page(list: &str) -> String {
+    format!("query($filter: RepairOrderFilter) {{ repairOrders(first: 5, filter: $filter) {{ {list} }} }}")
+}
+
+/// Each way a list shows `selection` on its orders, with where the first
+/// order is in the answer: under `edges { node }`, under `nodes`, and through
+/// a fragment.
+fn listed_forms(selection: &str) -> [(String, &'static str); 3] {
+    [
+        (filtered_page(&format!("edges {{ node {{ {selection} }} }}")), "/edges/0/node"),
+        (filtered_page(&format!("nodes {{ {selection} }}")), "/nodes/0"),
+        (
+            filtered_page("edges { node { ...shown } }") + &format!(" fragment shown on RepairOrder {{ {selection} }}"),
+            "/edges/0/node",
+        ),
+    ]
+}
+
 /// A list reads only the columns its selection shows; each field must still
 /// show what it shows when the whole order is read.
 #[tokio::test]
@@ -1958,11 +1988,7 @@ async fn every_field_of_a_listed_order_shows_what_the_order_itself_shows() {
     let token = Some(cast.supervisor.token.as_str());
     for field in fields {
         let name = field["name"].as_str().expect("field name");
-        let mut kind = &field["type"];
-        while matches!(kind["kind"].as_str(), Some("NON_NULL" | "LIST")) {
-            kind = &kind["ofType"];
-        }
-        let selection = if kind["kind"] == "OBJECT" { format!("{name} {{ __typename }}") } else { name.to_owned() };
+        let selection = selecting(field);
         let whole = app
             .data(
                 token,
@@ -1973,20 +1999,83 @@ async fn every_field_of_a_listed_order_shows_what_the_order_itself_shows() {
         let expected = &whole["repairOrder"][name];
         assert!(!expected.is_null(), "{name} is set on the order: {whole}");
         let filter = json!({ "filter": { "text": description } });
-        let page = |list: &str| {
-            format!("query($filter: RepairOrderFilter) {{ repairOrders(first: 5, filter: $filter) {{ {list} }} }}")
-        };
-        for (document, node) in [
-            (page(&format!("edges {{ node {{ {selection} }} }}")), "/edges/0/node"),
-            (page(&format!("nodes {{ {selection} }}")), "/nodes/0"),
-            (
-                page("edges { node { ...shown } }") + &format!(" fragment shown on RepairOrder {{ {selection} }}"),
-                "/edges/0/node",
-            ),
-        ] {
+        for (document, node) in listed_forms(&selection) {
             let listed = app.data(token, &document, filter.clone()).await;
             let shown = listed["repairOrders"].pointer(node).unwrap_or_else(|| panic!("{document}: {listed}"));
             assert_eq!(&shown[name], expected, "{name} in {document}");
         }
     }
+}
+
+/// A list reads only the columns of each order's unit, building and assignee
+/// that it shows; each of their fields must still show what it shows when the
+/// order is read alone, and a row read for some fields must not serve others.
+#[tokio::test]
+async fn every_field_of_a_listed_orders_unit_building_and_assignee_shows_what_the_order_itself_shows() {
+    let app = spawn_app().await;
+    let cast = Cast::home(&app).await;
+    let description = "列表里的单元楼栋和师傅";
+    let order = cast.report(&cast.owner, &unit(&app, "1-101"), description).await;
+    cast.advance(&order, &cast.owner, "ASSIGNED").await;
+    let token = Some(cast.supervisor.token.as_str());
+    let filter = json!({ "filter": { "text": description } });
+    for (related, type_name) in [("unit", "Unit"), ("building", "Building"), ("assignee", "User")] {
+        let described = app
+            .data(
+                None,
+                &format!(
+                    "{{ __type(name: \"{type_name}\") {{ fields {{ name args {{ type {{ kind }} }} \
+                     type {{ kind ofType {{ kind ofType {{ kind ofType {{ kind }} }} }} }} }} }} }}"
+                ),
+                json!({}),
+            )
+            .await;
+        let fields = described["__type"]["fields"].as_array().expect("fields");
+        assert!(fields.len() >= 4, "{described}");
+        for field in fields {
+            let name = field["name"].as_str().expect("field name");
+            let args = field["args"].as_array().expect("args");
+            if args.iter().any(|arg| arg["type"]["kind"] == "NON_NULL") {
+                // A paged field (`units(first:)`) reads its own rows, by id.
+                continue;
+            }
+            let selection = selecting(field);
+            let shown = format!("{related} {{ {selection} }}");
+            let whole = app
+                .data(
+                    token,
+                    &format!("query($id: ID!) {{ repairOrder(id: $id) {{ {shown} }} }}"),
+                    json!({ "id": order }),
+                )
+                .await;
+            let expected = &whole["repairOrder"][related][name];
+            assert!(!expected.is_null(), "{related}.{name} is set: {whole}");
+            for (document, node) in listed_forms(&shown) {
+                let listed = app.data(token, &document, filter.clone()).await;
+                let node = listed["repairOrders"].pointer(node).unwrap_or_else(|| panic!("{document}: {listed}"));
+                assert_eq!(&node[related][name], expected, "{related}.{name} in {document}");
+            }
+        }
+    }
+
+    // The unit read with the page holds its number only; the same unit reached
+    // through the resident's units shows its floor all the same.
+    let whole = app
+        .data(token, "query($id: ID!) { repairOrder(id: $id) { unit { number floor } } }", json!({ "id": order }))
+        .await;
+    let listed = app
+        .data(
+            token,
+            &filtered_page(
+                "edges { node { unit { number } resident { units { unit { number floor } } } assignee { name } } }",
+            ),
+            filter,
+        )
+        .await;
+    let node = &listed["repairOrders"]["edges"][0]["node"];
+    assert_eq!(node["unit"]["number"], "1-101", "{listed}");
+    let units = node["resident"]["units"].as_array().expect("the resident's units");
+    let same_unit = units.iter().find(|membership| membership["unit"]["number"] == "1-101").expect("unit 1-101");
+    assert_eq!(same_unit["unit"]["floor"], whole["repairOrder"]["unit"]["floor"], "{listed}");
+    assert!(same_unit["unit"]["floor"].is_number(), "{whole}");
 }

@@ -9,9 +9,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use async_graphql::dataloader::Loader;
+use async_graphql::{SelectionField, dataloader::Loader};
 use sea_orm::{
-    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, ModelTrait, PrimaryKeyToColumn, QueryFilter, Value,
+    ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn,
+    QueryFilter, Value,
 };
 
 pub struct ById<E> {
@@ -49,43 +50,86 @@ where
     }
 }
 
+/// A table whose rows a page may read with only the columns its selection
+/// shows, as the fields of the table's GraphQL object read them.
+pub trait ColumnsRead: EntityTrait {
+    /// The columns `fields`, selected on this table's GraphQL object, read,
+    /// with the id, in the entity's column order. A field the table does not
+    /// name here reads every column; by default, every field does.
+    fn columns_read_by<'a>(_fields: impl Iterator<Item = SelectionField<'a>>) -> Vec<Self::Column> {
+        Self::Column::iter().collect()
+    }
+}
+
+/// The columns of `E` named in `names`, with `E`'s id, in the entity's column
+/// order; every column if `names` holds `None` (a field that reads them all).
+pub fn columns_named<E: EntityTrait>(names: impl IntoIterator<Item = Option<&'static [E::Column]>>) -> Vec<E::Column> {
+    let mut read: Vec<&'static str> = E::PrimaryKey::iter().map(|key| key.into_column().as_str()).collect();
+    for columns in names {
+        match columns {
+            Some(columns) => read.extend(columns.iter().map(|column| column.as_str())),
+            None => return E::Column::iter().collect(),
+        }
+    }
+    E::Column::iter().filter(|column| read.contains(&column.as_str())).collect()
+}
+
 /// Rows the request has already read, joined into a page query, by table and
-/// id: nested fields of that page resolve from them without another statement.
+/// id, each with the columns it holds: nested fields of that page resolve from
+/// them without another statement when the row holds what they read.
 #[derive(Default)]
-pub struct RowsRead(Mutex<HashMap<(TypeId, i64), Box<dyn Any + Send + Sync>>>);
+pub struct RowsRead(Mutex<HashMap<(TypeId, i64), Held>>);
+
+struct Held {
+    columns: Vec<&'static str>,
+    row: Box<dyn Any + Send + Sync>,
+}
 
 impl RowsRead {
-    pub fn keep<E>(&self, id: i64, row: E::Model)
+    /// Keeps `row`, of which only `columns` were read: the others hold
+    /// placeholders.
+    pub fn keep<E>(&self, id: i64, row: E::Model, columns: &[E::Column])
     where
         E: EntityTrait,
         E::Model: Send + Sync + 'static,
     {
-        self.rows().insert((TypeId::of::<E::Model>(), id), Box::new(row));
+        let columns = columns.iter().map(|column| column.as_str()).collect();
+        self.rows().insert((TypeId::of::<E::Model>(), id), Held { columns, row: Box::new(row) });
     }
 
-    pub(crate) fn get<E>(&self, id: i64) -> Option<E::Model>
+    /// The row of `E` with this id, if one was kept holding every one of `columns`.
+    pub(crate) fn get<E>(&self, id: i64, columns: &[E::Column]) -> Option<E::Model>
     where
         E: EntityTrait,
         E::Model: Clone + 'static,
     {
-        self.rows().get(&(TypeId::of::<E::Model>(), id)).and_then(|row| row.downcast_ref::<E::Model>()).cloned()
+        let rows = self.rows();
+        let held = rows.get(&(TypeId::of::<E::Model>(), id))?;
+        if !columns.iter().all(|column| held.columns.contains(&column.as_str())) {
+            return None;
+        }
+        held.row.downcast_ref::<E::Model>().cloned()
     }
 
-    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<(TypeId, i64), Box<dyn Any + Send + Sync>>> {
+    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<(TypeId, i64), Held>> {
         // The map stays consistent even if a holder panicked: each insert is whole.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
-/// Loads one row of `E` by id: from the rows the request already read, or
-/// through the shared batch loader.
+/// Loads the row of `E` with this id for the field `ctx` resolves: from the
+/// rows the request already read, if the one kept holds the columns the
+/// field's selection reads, or else through the shared batch loader, whole.
 pub async fn load_one<E>(ctx: &async_graphql::Context<'_>, id: i64) -> crate::error::ApiResult<Option<E::Model>>
 where
-    E: EntityTrait,
+    E: ColumnsRead,
     E::Model: Clone + Send + Sync + 'static,
 {
-    if let Some(row) = ctx.data_opt::<RowsRead>().and_then(|read| read.get::<E>(id)) {
-        return Ok(Some(row));
+    if let Some(read) = ctx.data_opt::<RowsRead>() {
+        let columns = E::columns_read_by(ctx.field().selection_set());
+        if let Some(row) = read.get::<E>(id, &columns) {
+            return Ok(Some(row));
+        }
     }
     ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>()
         .load_one(id)

@@ -1,4 +1,6 @@
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject, dataloader::DataLoader};
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, dataloader::DataLoader,
+};
 use chrono::{DateTime, Utc};
 use entity::user;
 
@@ -8,6 +10,7 @@ use crate::{
     graphql::{
         ContextExt,
         ids::{self, Kind},
+        loader::{ColumnsRead, columns_named},
     },
     property::types::{Building, Community, Membership},
 };
@@ -84,6 +87,22 @@ impl User {
             .map_err(|err| ApiError::Internal(format!("batch load failed: {err}")))?
             .unwrap_or_default();
         Ok(memberships.into_iter().map(Membership).collect())
+    }
+}
+
+impl ColumnsRead for user::Entity {
+    fn columns_read_by<'a>(fields: impl Iterator<Item = SelectionField<'a>>) -> Vec<user::Column> {
+        use user::Column::*;
+        columns_named::<user::Entity>(fields.map(|field| -> Option<&'static [user::Column]> {
+            Some(match field.name() {
+                "__typename" | "id" | "units" => &[],
+                "name" => &[Name],
+                "phone" => &[Phone],
+                "role" => &[Role],
+                "position" => &[Position],
+                _ => return None,
+            })
+        }))
     }
 }
 

@@ -1,4 +1,6 @@
-use async_graphql::{Context, Enum, ID, InputObject, Object, Result, SimpleObject, dataloader::DataLoader};
+use async_graphql::{
+    Context, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, dataloader::DataLoader,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::{building, community, emergency_contact, unit, unit_membership, user};
 
@@ -6,7 +8,7 @@ use crate::{
     graphql::{
         ContextExt,
         ids::{self, Kind},
-        loader::{CurrentMembershipsByUnit, load_one},
+        loader::{ColumnsRead, CurrentMembershipsByUnit, columns_named, load_one},
         pagination::Page,
     },
     identity::types::User,
@@ -100,6 +102,38 @@ impl Unit {
     /// `expectedVersion` so that a stale edit is refused.
     async fn emergency_contacts_version(&self) -> i32 {
         self.0.contacts_version
+    }
+}
+
+impl ColumnsRead for community::Entity {}
+
+impl ColumnsRead for building::Entity {
+    fn columns_read_by<'a>(fields: impl Iterator<Item = SelectionField<'a>>) -> Vec<building::Column> {
+        use building::Column::*;
+        columns_named::<building::Entity>(fields.map(|field| -> Option<&'static [building::Column]> {
+            Some(match field.name() {
+                "__typename" | "id" | "units" => &[],
+                "name" => &[Name],
+                "community" => &[CommunityId],
+                _ => return None,
+            })
+        }))
+    }
+}
+
+impl ColumnsRead for unit::Entity {
+    fn columns_read_by<'a>(fields: impl Iterator<Item = SelectionField<'a>>) -> Vec<unit::Column> {
+        use unit::Column::*;
+        columns_named::<unit::Entity>(fields.map(|field| -> Option<&'static [unit::Column]> {
+            Some(match field.name() {
+                "__typename" | "id" | "residents" | "emergencyContacts" => &[],
+                "number" => &[Number],
+                "floor" => &[Floor],
+                "building" => &[BuildingId],
+                "emergencyContactsVersion" => &[ContactsVersion],
+                _ => return None,
+            })
+        }))
     }
 }
 

@@ -1,4 +1,5 @@
-use async_graphql::{Context, ID, Object, Result};
+use async_graphql::{Context, ID, Object, Result, SelectionField};
+use entity::{building, unit, user};
 
 use super::{
     service,
@@ -8,7 +9,7 @@ use crate::{
     graphql::{
         ContextExt,
         ids::{self, Kind},
-        loader::RowsRead,
+        loader::{ColumnsRead, RowsRead},
         pagination::{Page, PageRequest},
     },
     validate,
@@ -60,14 +61,29 @@ impl RepairQuery {
             .flat_map(|nodes| nodes.selection_fields())
             .collect();
         // The page reads only the columns its nodes show, and a list that shows
-        // each order's unit, building or assignee reads them with the page, in
-        // one statement.
+        // each order's unit, building or assignee reads the columns of theirs it
+        // shows with the page, in one statement.
         let columns = RepairOrder::columns_read_by(&nodes);
-        let shows_related = nodes
-            .iter()
-            .flat_map(|node| node.selection_set())
-            .any(|field| matches!(field.name(), "unit" | "building" | "assignee"));
-        let join_related_into = if shows_related { ctx.data_opt::<RowsRead>() } else { None };
-        Ok(service::list(ctx.db(), principal, filter, request, &columns, join_related_into).await?)
+        let shown = |name: &'static str| -> Vec<SelectionField<'_>> {
+            nodes.iter().flat_map(|node| node.selection_set()).filter(|field| field.name() == name).collect()
+        };
+        let (units, assignees) = (shown("unit"), shown("assignee"));
+        // A unit stands in its order's building: that one join serves both, with
+        // the columns either shows.
+        let mut buildings = shown("building");
+        buildings.extend(units.iter().flat_map(|unit| unit.selection_set()).filter(|field| field.name() == "building"));
+        let related = service::RelatedShown {
+            unit: (!units.is_empty()).then(|| unit::Entity::columns_read_by(selected_under(&units))),
+            building: (!buildings.is_empty()).then(|| building::Entity::columns_read_by(selected_under(&buildings))),
+            assignee: (!assignees.is_empty()).then(|| user::Entity::columns_read_by(selected_under(&assignees))),
+        };
+        let shows_related = related.unit.is_some() || related.building.is_some() || related.assignee.is_some();
+        let join_related = ctx.data_opt::<RowsRead>().filter(|_| shows_related).map(|rows_read| (&related, rows_read));
+        Ok(service::list(ctx.db(), principal, filter, request, &columns, join_related).await?)
     }
+}
+
+/// The fields selected under each of `fields`.
+fn selected_under<'a>(fields: &[SelectionField<'a>]) -> impl Iterator<Item = SelectionField<'a>> {
+    fields.iter().flat_map(|field| field.selection_set())
 }

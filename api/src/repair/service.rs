@@ -11,7 +11,7 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, JoinType, QueryFilter,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, JoinType, QueryFilter,
     QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
@@ -81,8 +81,8 @@ pub struct Filter {
 
 /// One page of the orders the principal may see that match `filter`, each
 /// with only `columns` read (the id among them, for the cursor); given
-/// `join_related_into`, their units, buildings and assignees are read in the
-/// same statement and kept there.
+/// `join_related`, the units, buildings and assignees it shows are read in the
+/// same statement, with the columns it shows, and kept in its `RowsRead`.
 #[tracing::instrument(skip_all, fields(user_id = principal.user_id))]
 pub async fn list(
     db: &DatabaseConnection,
@@ -90,7 +90,7 @@ pub async fn list(
     filter: Filter,
     request: PageRequest,
     columns: &[repair_order::Column],
-    join_related_into: Option<&RowsRead>,
+    join_related: Option<(&RelatedShown, &RowsRead)>,
 ) -> ApiResult<Page<types::RepairOrder>> {
     use repair_order::Column;
     let mut select = repair_order::Entity::find().filter(visible(principal));
@@ -127,35 +127,30 @@ pub async fn list(
         let description = Expr::col((repair_order::Entity, Column::Description));
         select = select.filter(description.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
     }
-    let read = async |page| read_page(db, page, columns, join_related_into).await;
+    let read = async |page| read_page(db, page, columns, join_related).await;
     pagination::fetch_with(db, select, Column::Id, request, read, |order| order.id, types::RepairOrder).await
 }
 
-/// The orders of `page` with only `columns` read, and, given where to keep
-/// them, each order's unit, building and assignee read in the same statement.
+/// The orders of `page` with only `columns` read, and, given what to join and
+/// where to keep it, each order's unit, building and assignee as shown, read
+/// in the same statement.
 async fn read_page(
     db: &DatabaseConnection,
     page: Select<repair_order::Entity>,
     columns: &[repair_order::Column],
-    join_related_into: Option<&RowsRead>,
+    join_related: Option<(&RelatedShown, &RowsRead)>,
 ) -> ApiResult<Vec<repair_order::Model>> {
     let page = page.select_only().columns(columns.iter().copied());
-    let page = if join_related_into.is_some() { with_related(page) } else { page };
+    let page = match join_related {
+        Some((shown, _)) => with_related(page, shown),
+        None => page,
+    };
     let rows = db.query_all(&page.into_query()).await?;
     let mut orders = Vec::with_capacity(rows.len());
     for row in &rows {
         orders.push(rows::model_with::<repair_order::Entity>(row, 0, columns, unread_order())?);
-        if let Some(rows_read) = join_related_into {
-            let related = Related::at(row, columns.len())?;
-            if let Some(unit) = related.unit {
-                rows_read.keep::<unit::Entity>(unit.id, unit);
-            }
-            if let Some(building) = related.building {
-                rows_read.keep::<building::Entity>(building.id, building);
-            }
-            if let Some(assignee) = related.assignee {
-                rows_read.keep::<user::Entity>(assignee.id, assignee);
-            }
+        if let Some((shown, rows_read)) = join_related {
+            shown.keep_from(row, columns.len(), rows_read)?;
         }
     }
     Ok(orders)
@@ -200,36 +195,78 @@ fn unread_order() -> repair_order::Model {
     }
 }
 
-/// The unit, building and assignee a list shows beside an order.
-struct Related {
-    unit: Option<unit::Model>,
-    building: Option<building::Model>,
-    assignee: Option<user::Model>,
+/// The columns of each order's unit, building and assignee a list shows
+/// beside it (see `ColumnsRead`); `None` for one it does not show.
+pub struct RelatedShown {
+    pub unit: Option<Vec<unit::Column>>,
+    pub building: Option<Vec<building::Column>>,
+    pub assignee: Option<Vec<user::Column>>,
 }
 
-impl Related {
-    /// Read by position from the row's columns `first..`: the unit's, the
-    /// building's and the assignee's, as [`with_related`] selects them after the
-    /// order's.
-    fn at(row: &QueryResult, first: usize) -> Result<Self, DbErr> {
-        let building_at = first + rows::column_count::<unit::Entity>();
-        let assignee_at = building_at + rows::column_count::<building::Entity>();
-        Ok(Self {
-            unit: rows::model_at::<unit::Entity>(row, first)?,
-            building: rows::model_at::<building::Entity>(row, building_at)?,
-            assignee: rows::model_at::<user::Entity>(row, assignee_at)?,
-        })
+impl RelatedShown {
+    /// Reads the rows shown, by position from the row's columns `first..` in
+    /// the order [`with_related`] selects them after the order's, and keeps
+    /// them; their unread columns hold placeholders no shown field reads.
+    fn keep_from(&self, row: &QueryResult, first: usize, rows_read: &RowsRead) -> Result<(), DbErr> {
+        let never = DateTime::<Utc>::UNIX_EPOCH;
+        let mut at = first;
+        if let Some(columns) = &self.unit {
+            let unread = unit::Model {
+                id: 0,
+                building_id: 0,
+                number: String::new(),
+                floor: None,
+                contacts_version: 0,
+                created_at: never,
+            };
+            if let Some(unit) = rows::joined_model_with::<unit::Entity>(row, at, columns, unread)? {
+                rows_read.keep::<unit::Entity>(unit.id, unit, columns);
+            }
+            at += columns.len();
+        }
+        if let Some(columns) = &self.building {
+            let unread = building::Model { id: 0, community_id: 0, name: String::new(), created_at: never };
+            if let Some(building) = rows::joined_model_with::<building::Entity>(row, at, columns, unread)? {
+                rows_read.keep::<building::Entity>(building.id, building, columns);
+            }
+            at += columns.len();
+        }
+        if let Some(columns) = &self.assignee {
+            let unread = user::Model {
+                id: 0,
+                phone: String::new(),
+                name: String::new(),
+                password_hash: None,
+                role: Role::Resident,
+                position: None,
+                community_id: None,
+                created_at: never,
+            };
+            if let Some(assignee) = rows::joined_model_with::<user::Entity>(row, at, columns, unread)? {
+                rows_read.keep::<user::Entity>(assignee.id, assignee, columns);
+            }
+        }
+        Ok(())
     }
 }
 
-/// Left-joins each order's unit, building and assignee into `page`, their
-/// columns after the order's in the order [`Related`] reads them by position:
-/// the page and what it shows beside each order in one statement.
-fn with_related(page: Select<repair_order::Entity>) -> Select<repair_order::Entity> {
+/// Left-joins each order's unit, building and assignee into `page` as far as
+/// `shown` shows them, their columns after the order's in the order
+/// [`RelatedShown::keep_from`] reads them by position: the page and what it
+/// shows beside each order in one statement.
+fn with_related(page: Select<repair_order::Entity>, shown: &RelatedShown) -> Select<repair_order::Entity> {
     use repair_order::Column;
-    let page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit");
-    let page = join_columns::<building::Entity>(page, Column::BuildingId, building::Column::Id, "building");
-    join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee")
+    let mut page = page;
+    if let Some(columns) = &shown.unit {
+        page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit", columns);
+    }
+    if let Some(columns) = &shown.building {
+        page = join_columns::<building::Entity>(page, Column::BuildingId, building::Column::Id, "building", columns);
+    }
+    if let Some(columns) = &shown.assignee {
+        page = join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee", columns);
+    }
+    page
 }
 
 fn join_columns<R: EntityTrait>(
@@ -237,11 +274,12 @@ fn join_columns<R: EntityTrait>(
     foreign_key: repair_order::Column,
     primary_key: R::Column,
     alias: &'static str,
+    columns: &[R::Column],
 ) -> Select<repair_order::Entity> {
     let alias = Alias::new(alias);
     let relation: RelationDef = repair_order::Entity::belongs_to(R::default()).from(foreign_key).to(primary_key).into();
     let mut page = page.join_as(JoinType::LeftJoin, relation, alias.clone());
-    for column in R::Column::iter() {
+    for &column in columns {
         page = page.expr(column.select_as(Expr::col((alias.clone(), column))));
     }
     page
@@ -801,6 +839,16 @@ mod tests {
     use super::*;
     use crate::db::testing::{migrated_sqlite, query_plan};
     use repair_order::Column;
+    use sea_orm::Iterable;
+
+    /// Each order's unit, building and assignee shown with every column.
+    fn shown_whole() -> RelatedShown {
+        RelatedShown {
+            unit: Some(unit::Column::iter().collect()),
+            building: Some(building::Column::iter().collect()),
+            assignee: Some(user::Column::iter().collect()),
+        }
+    }
 
     #[tokio::test]
     async fn a_page_reads_the_selected_columns_as_reading_each_row_by_name_does() {
@@ -908,25 +956,50 @@ mod tests {
 
         let rows_read = RowsRead::default();
         let every_column: Vec<_> = Column::iter().collect();
-        let orders = read_page(&db, page(), &every_column, Some(&rows_read)).await.expect("page");
+        let (all_of_unit, all_of_building, all_of_user): (Vec<_>, Vec<_>, Vec<_>) =
+            (unit::Column::iter().collect(), building::Column::iter().collect(), user::Column::iter().collect());
+        let whole = shown_whole();
+        let orders = read_page(&db, page(), &every_column, Some((&whole, &rows_read))).await.expect("page");
         assert_eq!(orders, by_name);
         for order in &orders {
             let unit = match order.unit_id {
                 Some(id) => unit::Entity::find_by_id(id).one(&db).await.expect("unit"),
                 None => None,
             };
-            assert_eq!(rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default()), unit);
+            assert_eq!(rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default(), &all_of_unit), unit);
             let building = building::Entity::find_by_id(order.building_id).one(&db).await.expect("building");
-            assert_eq!(rows_read.get::<building::Entity>(order.building_id), building);
+            assert_eq!(rows_read.get::<building::Entity>(order.building_id, &all_of_building), building);
             let assignee = match order.assignee_id {
                 Some(id) => user::Entity::find_by_id(id).one(&db).await.expect("assignee"),
                 None => None,
             };
-            assert_eq!(rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default()), assignee);
+            assert_eq!(rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default(), &all_of_user), assignee);
         }
 
+        // Kept with some columns, a row serves only fields that read no others.
+        let rows_read = RowsRead::default();
+        let shown = RelatedShown {
+            unit: Some(vec![unit::Column::Id, unit::Column::Number]),
+            building: None,
+            assignee: Some(vec![user::Column::Id, user::Column::Name]),
+        };
+        read_page(&db, page(), &every_column, Some((&shown, &rows_read))).await.expect("page");
+        let order = &by_name[0];
+        let (unit_id, assignee_id) = (order.unit_id.expect("unit"), order.assignee_id.expect("assignee"));
+        let unit = unit::Entity::find_by_id(unit_id).one(&db).await.expect("unit").expect("unit");
+        let kept = rows_read.get::<unit::Entity>(unit_id, &[unit::Column::Id, unit::Column::Number]).expect("kept");
+        assert_eq!((kept.id, kept.number), (unit.id, unit.number));
+        assert_eq!(rows_read.get::<unit::Entity>(unit_id, &[unit::Column::Id, unit::Column::Floor]), None);
+        assert_eq!(rows_read.get::<unit::Entity>(unit_id, &all_of_unit), None);
+        assert_eq!(rows_read.get::<building::Entity>(order.building_id, &[building::Column::Id]), None);
+        let assignee = user::Entity::find_by_id(assignee_id).one(&db).await.expect("user").expect("user");
+        let kept = rows_read.get::<user::Entity>(assignee_id, &[user::Column::Id, user::Column::Name]).expect("kept");
+        assert_eq!((kept.id, kept.name), (assignee.id, assignee.name));
+        assert_eq!(rows_read.get::<user::Entity>(assignee_id, &[user::Column::Id, user::Column::Phone]), None);
+
         let some_columns = [Column::Id, Column::UnitId, Column::Description, Column::State, Column::ClosedAt];
-        for related in [None, Some(&RowsRead::default())] {
+        let rows_read = RowsRead::default();
+        for related in [None, Some((&whole, &rows_read))] {
             let orders = read_page(&db, page(), &some_columns, related).await.expect("page");
             for (order, by_name) in orders.into_iter().zip(&by_name) {
                 let expected = repair_order::Model {
@@ -954,7 +1027,7 @@ mod tests {
                 &request,
             )
         };
-        for steps in [query_plan(&db, page()).await, query_plan(&db, with_related(page())).await] {
+        for steps in [query_plan(&db, page()).await, query_plan(&db, with_related(page(), &shown_whole())).await] {
             let sorts: Vec<_> = steps.iter().filter(|(_, detail)| detail.contains("TEMP B-TREE")).collect();
             // The only sort is the subquery's, over ids; the rows come out in id order.
             assert_eq!(sorts.len(), 1, "{steps:?}");
