@@ -57,7 +57,12 @@ enum Scenario {
     S1,
     /// S2: a resident's `repairOrders(first: 20)` with unit, building and
     /// assignee against B1, the same page from one SQL statement.
-    S2,
+    S2 {
+        /// Also measure where S2's time goes: the page with its ids only,
+        /// and with 200 more fields for the GraphQL engine to resolve.
+        #[arg(long)]
+        breakdown: bool,
+    },
     /// S3: `submitRepairOrder` against B2, the raw INSERTs, counting every
     /// event at a subscriber.
     S3 {
@@ -133,7 +138,7 @@ async fn measure(cli: &Cli) {
     println!("database: {}; server on core 0 (1 worker each), load generator on core 1", fixture.describe());
     match &cli.scenario {
         Scenario::S1 => s1(cli, &fixture).await,
-        Scenario::S2 => s2(cli, &fixture).await,
+        Scenario::S2 { breakdown } => s2(cli, &fixture, *breakdown).await,
         Scenario::S3 { .. } => s3(cli, &fixture).await,
         Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
         Scenario::S5 { subscribers, rate, .. } => fanout::s5(&fixture, *subscribers, *rate, cli.seconds).await,
@@ -198,7 +203,16 @@ async fn s1(cli: &Cli, fixture: &Fixture) {
 
 const RESIDENT_PAGE: &str = "query($first: Int!) { repairOrders(first: $first) { edges { node { id state description unit { number building { name } } building { name } assignee { name } } } } }";
 
-async fn s2(cli: &Cli, fixture: &Fixture) {
+/// S2's page with each node's `state` read ten more times under aliases:
+/// 200 more fields, the cheapest kind, from the same SQL statement and rows.
+const RESIDENT_PAGE_WITH_ALIASES: &str = "query($first: Int!) { repairOrders(first: $first) { edges { node { id state description unit { number building { name } } building { name } assignee { name } s1: state s2: state s3: state s4: state s5: state s6: state s7: state s8: state s9: state s10: state } } } }";
+const ALIASED_FIELDS: f64 = 200.0;
+/// S2's page with its ids only: no joined rows, three fields per order.
+const RESIDENT_PAGE_IDS: &str = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
+/// Fields S2's page resolves: 20 edges, each with its node and the node's 11 fields.
+const RESIDENT_PAGE_FIELDS: f64 = 20.0 * 13.0;
+
+async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
     let server = Child::api(fixture).await;
     let seeded = fixture.seed_orders(&server, 120).await;
     let b1 = {
@@ -207,14 +221,43 @@ async fn s2(cli: &Cli, fixture: &Fixture) {
         repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&url))).await
     };
     let servers = [server];
-    let page = graphql(&servers, Some(&seeded.owner_token), RESIDENT_PAGE, json!({ "first": 20 }));
-    let s2 = repeat(cli, cli.clients, page).await;
+    let token = Some(seeded.owner_token.as_str());
+    let first = json!({ "first": 20 });
+    let s2 = repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE, first.clone())).await;
+    let parts = if breakdown {
+        let aliased =
+            repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE_WITH_ALIASES, first.clone())).await;
+        let ids = repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE_IDS, first)).await;
+        Some((aliased, ids))
+    } else {
+        None
+    };
     drop(servers);
     println!("S2 a resident's repairOrders(first: 20) with unit, building, assignee; {} clients", cli.clients);
     report("S2", &s2, "B1", &b1, 0.70);
     println!("  p99 ratio {:.2} (target ≤ 2)", s2.p99.as_secs_f64() / b1.p99.as_secs_f64());
     let statements = fixture.statements_per_page(&seeded, RESIDENT_PAGE, &[20, 100]).await;
     println!("  SQL statements per request: first: 20 → {}, first: 100 → {}", statements[0], statements[1]);
+    if let Some((aliased, ids)) = parts {
+        print_breakdown(&b1, &s2, &aliased, &ids);
+    }
+}
+
+/// The server has one core and the clients keep it busy, so the inverse of a
+/// rate is the core time one request takes (on SQLite; PostgreSQL's backends
+/// run outside that core).
+fn print_breakdown(b1: &Stats, s2: &Stats, aliased: &Stats, ids: &Stats) {
+    let core_us = |stats: &Stats| 1e6 / stats.per_second;
+    let per_field = (core_us(aliased) - core_us(s2)) / ALIASED_FIELDS;
+    println!("  breakdown, µs of the server's core per request:");
+    println!("    B1 {:.0}; S2 {:.0}; S2 with 200 more fields {:.0}", core_us(b1), core_us(s2), core_us(aliased));
+    println!("    the page with ids only {:.0}", core_us(ids));
+    println!(
+        "    one more field {per_field:.2} µs; S2's {RESIDENT_PAGE_FIELDS:.0} fields at that cost ≈ {:.0} µs; \
+         70 % of B1 allows {:.0} µs in all",
+        per_field * RESIDENT_PAGE_FIELDS,
+        core_us(b1) / 0.70
+    );
 }
 
 const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"厨房水龙头漏水\"}) { repairOrder { id } } }";
