@@ -97,15 +97,16 @@ impl RowsRead {
         self.rows().insert((TypeId::of::<E::Model>(), id), Held { columns, row: Box::new(row) });
     }
 
-    /// The row of `E` with this id, if one was kept holding every one of `columns`.
-    pub(crate) fn get<E>(&self, id: i64, columns: &[E::Column]) -> Option<E::Model>
+    /// The row of `E` with this id, if one was kept holding every column
+    /// `needed` names; `needed` is only worked out when such a row was kept.
+    pub(crate) fn get<E>(&self, id: i64, needed: impl FnOnce() -> Vec<E::Column>) -> Option<E::Model>
     where
         E: EntityTrait,
         E::Model: Clone + 'static,
     {
         let rows = self.rows();
         let held = rows.get(&(TypeId::of::<E::Model>(), id))?;
-        if !columns.iter().all(|column| held.columns.contains(&column.as_str())) {
+        if !needed().iter().all(|column| held.columns.contains(&column.as_str())) {
             return None;
         }
         held.row.downcast_ref::<E::Model>().cloned()
@@ -125,11 +126,9 @@ where
     E: ColumnsRead,
     E::Model: Clone + Send + Sync + 'static,
 {
-    if let Some(read) = ctx.data_opt::<RowsRead>() {
-        let columns = E::columns_read_by(ctx.field().selection_set());
-        if let Some(row) = read.get::<E>(id, &columns) {
-            return Ok(Some(row));
-        }
+    let needed = || E::columns_read_by(ctx.field().selection_set());
+    if let Some(row) = ctx.data_opt::<RowsRead>().and_then(|read| read.get::<E>(id, needed)) {
+        return Ok(Some(row));
     }
     ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>()
         .load_one(id)

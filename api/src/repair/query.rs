@@ -1,5 +1,5 @@
 use async_graphql::{Context, ID, Object, Result, SelectionField};
-use entity::{building, unit, user};
+use entity::{building, repair_order, unit, user};
 
 use super::{
     service,
@@ -63,22 +63,21 @@ impl RepairQuery {
         // The page reads only the columns its nodes show, and a list that shows
         // each order's unit, building or assignee reads the columns of theirs it
         // shows with the page, in one statement.
-        let columns = RepairOrder::columns_read_by(&nodes);
+        let columns = repair_order::Entity::columns_read_by(selected_under(&nodes));
         let shown = |name: &'static str| -> Vec<SelectionField<'_>> {
-            nodes.iter().flat_map(|node| node.selection_set()).filter(|field| field.name() == name).collect()
+            selected_under(&nodes).filter(|field| field.name() == name).collect()
         };
         let (units, assignees) = (shown("unit"), shown("assignee"));
         // A unit stands in its order's building: that one join serves both, with
         // the columns either shows.
         let mut buildings = shown("building");
-        buildings.extend(units.iter().flat_map(|unit| unit.selection_set()).filter(|field| field.name() == "building"));
+        buildings.extend(selected_under(&units).filter(|field| field.name() == "building"));
         let related = service::RelatedShown {
             unit: (!units.is_empty()).then(|| unit::Entity::columns_read_by(selected_under(&units))),
             building: (!buildings.is_empty()).then(|| building::Entity::columns_read_by(selected_under(&buildings))),
             assignee: (!assignees.is_empty()).then(|| user::Entity::columns_read_by(selected_under(&assignees))),
         };
-        let shows_related = related.unit.is_some() || related.building.is_some() || related.assignee.is_some();
-        let join_related = ctx.data_opt::<RowsRead>().filter(|_| shows_related).map(|rows_read| (&related, rows_read));
+        let join_related = ctx.data_opt::<RowsRead>().map(|rows_read| (&related, rows_read));
         Ok(service::list(ctx.db(), principal, filter, request, &columns, join_related).await?)
     }
 }

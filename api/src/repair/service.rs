@@ -11,8 +11,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, JoinType, QueryFilter,
-    QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, JoinType,
+    QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, TryIntoModel,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 
@@ -219,17 +219,11 @@ impl RelatedShown {
                 contacts_version: 0,
                 created_at: never,
             };
-            if let Some(unit) = rows::joined_model_with::<unit::Entity>(row, at, columns, unread)? {
-                rows_read.keep::<unit::Entity>(unit.id, unit, columns);
-            }
-            at += columns.len();
+            keep_joined::<unit::Entity>(row, &mut at, columns, unread, |unit| unit.id, rows_read)?;
         }
         if let Some(columns) = &self.building {
             let unread = building::Model { id: 0, community_id: 0, name: String::new(), created_at: never };
-            if let Some(building) = rows::joined_model_with::<building::Entity>(row, at, columns, unread)? {
-                rows_read.keep::<building::Entity>(building.id, building, columns);
-            }
-            at += columns.len();
+            keep_joined::<building::Entity>(row, &mut at, columns, unread, |building| building.id, rows_read)?;
         }
         if let Some(columns) = &self.assignee {
             let unread = user::Model {
@@ -242,12 +236,32 @@ impl RelatedShown {
                 community_id: None,
                 created_at: never,
             };
-            if let Some(assignee) = rows::joined_model_with::<user::Entity>(row, at, columns, unread)? {
-                rows_read.keep::<user::Entity>(assignee.id, assignee, columns);
-            }
+            keep_joined::<user::Entity>(row, &mut at, columns, unread, |user| user.id, rows_read)?;
         }
         Ok(())
     }
+}
+
+/// Keeps the row of `E` joined at the row's columns `*at..`, if one was
+/// joined, and moves `at` past its columns.
+fn keep_joined<E>(
+    row: &QueryResult,
+    at: &mut usize,
+    columns: &[E::Column],
+    unread: E::Model,
+    id_of: fn(&E::Model) -> i64,
+    rows_read: &RowsRead,
+) -> Result<(), DbErr>
+where
+    E: EntityTrait,
+    E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync + 'static,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+{
+    if let Some(model) = rows::joined_model_with::<E>(row, *at, columns, unread)? {
+        rows_read.keep::<E>(id_of(&model), model, columns);
+    }
+    *at += columns.len();
+    Ok(())
 }
 
 /// Left-joins each order's unit, building and assignee into `page` as far as
@@ -966,14 +980,17 @@ mod tests {
                 Some(id) => unit::Entity::find_by_id(id).one(&db).await.expect("unit"),
                 None => None,
             };
-            assert_eq!(rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default(), &all_of_unit), unit);
+            assert_eq!(rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default(), || all_of_unit.to_vec()), unit);
             let building = building::Entity::find_by_id(order.building_id).one(&db).await.expect("building");
-            assert_eq!(rows_read.get::<building::Entity>(order.building_id, &all_of_building), building);
+            assert_eq!(rows_read.get::<building::Entity>(order.building_id, || all_of_building.to_vec()), building);
             let assignee = match order.assignee_id {
                 Some(id) => user::Entity::find_by_id(id).one(&db).await.expect("assignee"),
                 None => None,
             };
-            assert_eq!(rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default(), &all_of_user), assignee);
+            assert_eq!(
+                rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default(), || all_of_user.to_vec()),
+                assignee
+            );
         }
 
         // Kept with some columns, a row serves only fields that read no others.
@@ -987,15 +1004,17 @@ mod tests {
         let order = &by_name[0];
         let (unit_id, assignee_id) = (order.unit_id.expect("unit"), order.assignee_id.expect("assignee"));
         let unit = unit::Entity::find_by_id(unit_id).one(&db).await.expect("unit").expect("unit");
-        let kept = rows_read.get::<unit::Entity>(unit_id, &[unit::Column::Id, unit::Column::Number]).expect("kept");
+        let kept =
+            rows_read.get::<unit::Entity>(unit_id, || vec![unit::Column::Id, unit::Column::Number]).expect("kept");
         assert_eq!((kept.id, kept.number), (unit.id, unit.number));
-        assert_eq!(rows_read.get::<unit::Entity>(unit_id, &[unit::Column::Id, unit::Column::Floor]), None);
-        assert_eq!(rows_read.get::<unit::Entity>(unit_id, &all_of_unit), None);
-        assert_eq!(rows_read.get::<building::Entity>(order.building_id, &[building::Column::Id]), None);
+        assert_eq!(rows_read.get::<unit::Entity>(unit_id, || vec![unit::Column::Id, unit::Column::Floor]), None);
+        assert_eq!(rows_read.get::<unit::Entity>(unit_id, || all_of_unit.to_vec()), None);
+        assert_eq!(rows_read.get::<building::Entity>(order.building_id, || vec![building::Column::Id]), None);
         let assignee = user::Entity::find_by_id(assignee_id).one(&db).await.expect("user").expect("user");
-        let kept = rows_read.get::<user::Entity>(assignee_id, &[user::Column::Id, user::Column::Name]).expect("kept");
+        let kept =
+            rows_read.get::<user::Entity>(assignee_id, || vec![user::Column::Id, user::Column::Name]).expect("kept");
         assert_eq!((kept.id, kept.name), (assignee.id, assignee.name));
-        assert_eq!(rows_read.get::<user::Entity>(assignee_id, &[user::Column::Id, user::Column::Phone]), None);
+        assert_eq!(rows_read.get::<user::Entity>(assignee_id, || vec![user::Column::Id, user::Column::Phone]), None);
 
         let some_columns = [Column::Id, Column::UnitId, Column::Description, Column::State, Column::ClosedAt];
         let rows_read = RowsRead::default();

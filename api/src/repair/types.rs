@@ -3,7 +3,6 @@ use async_graphql::{
 };
 use chrono::{DateTime, Utc};
 use entity::{building, repair_follow_up, repair_order, repair_order_change, repair_photo, unit, user};
-use sea_orm::{IdenStatic, Iterable};
 
 use super::loader::{FollowUpsByOrder, PhotosByOrder, TimelineByOrder};
 use crate::{
@@ -11,7 +10,7 @@ use crate::{
     graphql::{
         ContextExt,
         ids::{self, Kind},
-        loader::load_one,
+        loader::{ColumnsRead, columns_named, load_one},
     },
     identity::types::User,
     property::types::{Building, Unit},
@@ -90,7 +89,7 @@ pub struct Money {
 }
 
 /// A repair order (报修工单). On a list the model holds only the columns
-/// the selection shows ([`RepairOrder::columns_read_by`]); the others hold
+/// the selection shows (`ColumnsRead for repair_order::Entity`); the others hold
 /// placeholders no selected field reads.
 pub struct RepairOrder(pub repair_order::Model);
 
@@ -220,15 +219,13 @@ impl RepairOrder {
     }
 }
 
-impl RepairOrder {
-    /// The order's columns the fields selected on `nodes` read, with the id
-    /// every list's cursor needs, in the entity's column order: a list reads
-    /// no others. A field not named here reads every column.
-    pub fn columns_read_by(nodes: &[SelectionField<'_>]) -> Vec<repair_order::Column> {
+/// A list reads the order's columns its selection shows, with the id every
+/// list's cursor needs, and no others.
+impl ColumnsRead for repair_order::Entity {
+    fn columns_read_by<'a>(fields: impl Iterator<Item = SelectionField<'a>>) -> Vec<repair_order::Column> {
         use repair_order::Column::*;
-        let mut read = vec![Id];
-        for field in nodes.iter().flat_map(|node| node.selection_set()) {
-            let columns: &[repair_order::Column] = match field.name() {
+        columns_named::<repair_order::Entity>(fields.map(|field| -> Option<&'static [repair_order::Column]> {
+            Some(match field.name() {
                 "__typename" | "id" | "timeline" | "photos" | "followUps" => &[],
                 "state" => &[State],
                 "channel" => &[Channel],
@@ -260,11 +257,9 @@ impl RepairOrder {
                 "version" => &[Version],
                 "createdAt" => &[CreatedAt],
                 "updatedAt" => &[UpdatedAt],
-                _ => return repair_order::Column::iter().collect(),
-            };
-            read.extend_from_slice(columns);
-        }
-        repair_order::Column::iter().filter(|column| read.iter().any(|read| read.as_str() == column.as_str())).collect()
+                _ => return None,
+            })
+        }))
     }
 }
 
