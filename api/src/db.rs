@@ -1,37 +1,217 @@
 //! Database helpers shared by the services.
 
+use std::sync::Arc;
+
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, DbErr, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
+use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
 use crate::error::{ApiError, ApiResult};
 
 /// SQLite lets one transaction write at a time, and a writer that finds the
 /// lock taken sleeps and retries in steps of 1–100 ms, idling the database
 /// while others wait. The process's writers therefore share one connection of
-/// their own, which they take in arrival order (the pool is fair), so they reach
-/// SQLite one by one and never wait behind readers for a connection.
-/// PostgreSQL locks rows: no queue.
+/// their own, which they take in arrival order (the lock is fair), so they
+/// reach SQLite one by one and never wait behind readers for a connection.
+///
+/// Each commit on SQLite writes the pages it changed to the log and waits for
+/// the disk (`fsync`). Writers queued behind one another therefore share one
+/// commit: each writes inside a savepoint of one open transaction, which is
+/// committed once every writer that was waiting when the first finished has
+/// had its turn. A writer is answered only after that commit.
+///
+/// PostgreSQL locks rows: no queue, one commit per writer.
 #[derive(Clone)]
 pub enum WriteQueue {
-    Sqlite(DatabaseConnection),
+    Sqlite(Arc<Mutex<SharedCommit>>),
     RowLocks,
 }
 
-/// Begins a transaction that is going to write, after the writers queued
-/// before it. On SQLite it takes the write lock at BEGIN (IMMEDIATE), so a
-/// writer never fails upgrading from reading to writing; PostgreSQL ignores it.
-pub async fn begin_write(db: &DatabaseConnection, queue: &WriteQueue) -> Result<DatabaseTransaction, DbErr> {
-    let writer = match queue {
-        WriteQueue::Sqlite(writer) => writer,
-        WriteQueue::RowLocks => db,
-    };
-    writer
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await
+impl WriteQueue {
+    /// The queue for writers on SQLite's writer connection `writer`.
+    pub fn sqlite(writer: DatabaseConnection) -> Self {
+        Self::Sqlite(Arc::new(Mutex::new(SharedCommit {
+            writer,
+            open: None,
+            waiting: Vec::new(),
+            commit_queued: false,
+            failed_writer: false,
+        })))
+    }
+
+    /// Runs `work` in a transaction that writes, after the writers queued
+    /// before it, and commits it if `work` succeeds. Either way it returns
+    /// only once the writes `work` could see are committed: a writer told of
+    /// a conflict finds its cause when it reads again, and one that succeeded
+    /// is answered only when its writes are durable.
+    pub async fn write<T>(
+        &self,
+        db: &DatabaseConnection,
+        work: impl AsyncFnOnce(&Write) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let txn = self.begin(db).await?;
+        match work(&txn).await {
+            Ok(done) => {
+                txn.commit().await?;
+                Ok(done)
+            }
+            Err(err) => {
+                txn.abandon().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// On SQLite the shared transaction takes the write lock at BEGIN
+    /// (IMMEDIATE), so a writer never fails upgrading from reading to writing.
+    async fn begin(&self, db: &DatabaseConnection) -> Result<Write, DbErr> {
+        let queue = match self {
+            WriteQueue::Sqlite(queue) => queue,
+            WriteQueue::RowLocks => return Ok(Write { txn: db.begin().await?, turn: None }),
+        };
+        let mut turn = Turn { shared: queue.clone().lock_owned().await, queue: queue.clone(), savepoint_closed: false };
+        if turn.shared.failed_writer {
+            turn.shared.commit().await;
+        }
+        let open = match turn.shared.open.take() {
+            Some(open) => open,
+            None => {
+                let mode = TransactionOptions {
+                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                    ..TransactionOptions::default()
+                };
+                turn.shared.writer.begin_with_options(mode).await?
+            }
+        };
+        let savepoint = open.begin().await;
+        turn.shared.open = Some(open);
+        Ok(Write { txn: savepoint?, turn: Some(turn) })
+    }
+}
+
+/// A transaction that is going to write: on SQLite a savepoint within the
+/// shared transaction, held for the writer's turn.
+pub struct Write {
+    txn: DatabaseTransaction,
+    turn: Option<Turn>,
+}
+
+impl Write {
+    async fn commit(self) -> Result<(), DbErr> {
+        let Write { txn, turn } = self;
+        txn.commit().await?;
+        match turn {
+            Some(turn) => turn.end(true).await.map_err(DbErr::Custom),
+            None => Ok(()),
+        }
+    }
+
+    /// Undoes this writer's writes, keeping those of the writers before it.
+    async fn abandon(self) {
+        let Write { txn, turn } = self;
+        let rolled_back = txn.rollback().await.is_ok();
+        if let Some(turn) = turn {
+            // The writer answers with its own error, whatever the commit's outcome.
+            let _ = turn.end(rolled_back).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Write {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+}
+
+/// The writers' connection and the transaction they are writing into.
+pub struct SharedCommit {
+    writer: DatabaseConnection,
+    open: Option<DatabaseTransaction>,
+    /// Writers whose turn has ended, waiting for the commit.
+    waiting: Vec<oneshot::Sender<Result<(), String>>>,
+    /// A task is queued for the turn after the writers now waiting, to commit.
+    commit_queued: bool,
+    /// A writer's turn ended with its savepoint neither released nor rolled
+    /// back (its request was cancelled, or SQLite failed). SQLite may have
+    /// rolled the whole transaction back on that error, so no further writer
+    /// joins it: the next one commits what is there first.
+    failed_writer: bool,
+}
+
+impl SharedCommit {
+    /// Commits the open transaction and tells the writers waiting for it.
+    async fn commit(&mut self) {
+        self.failed_writer = false;
+        let Some(open) = self.open.take() else { return };
+        let outcome = open.commit().await.map_err(|err| {
+            tracing::error!(error = %err, writers = self.waiting.len(), "shared commit failed");
+            err.to_string()
+        });
+        for writer in self.waiting.drain(..) {
+            // A writer that gave up waiting (its request was cancelled) needs no answer.
+            let _ = writer.send(outcome.clone());
+        }
+    }
+}
+
+/// A writer's turn on SQLite's writer connection. Ending it, however it ends,
+/// makes sure the transaction it wrote into gets committed.
+struct Turn {
+    shared: OwnedMutexGuard<SharedCommit>,
+    queue: Arc<Mutex<SharedCommit>>,
+    savepoint_closed: bool,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if !self.savepoint_closed {
+            self.shared.failed_writer = true;
+        }
+        if self.shared.open.is_some() && !self.shared.commit_queued {
+            // The commit takes the turn after the writers already queued, so
+            // that they join this transaction.
+            self.shared.commit_queued = true;
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let mut shared = queue.lock().await;
+                shared.commit_queued = false;
+                shared.commit().await;
+            });
+        }
+    }
+}
+
+impl Turn {
+    /// Ends the turn and waits for the commit of the shared transaction.
+    /// `savepoint_closed`: the writer's savepoint was released or rolled back,
+    /// so the transaction holds what the writers before it left, plus this
+    /// writer's writes if it succeeded.
+    async fn end(mut self, savepoint_closed: bool) -> Result<(), String> {
+        let (committed, outcome) = oneshot::channel();
+        self.shared.waiting.push(committed);
+        self.savepoint_closed = savepoint_closed;
+        drop(self);
+        outcome.await.unwrap_or_else(|_| Err("the shared commit was abandoned".into()))
+    }
 }
 
 /// CONFLICT when the caller acted on a version of `what` other than the
@@ -78,28 +258,161 @@ pub mod testing {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
+    use std::{path::Path, time::Duration};
 
-    use sea_orm::Database;
+    use futures_util::future::BoxFuture;
+    use sea_orm::{ConnectOptions, Database, sqlx::sqlite::SqliteJournalMode};
 
     use super::*;
 
-    #[tokio::test]
-    async fn sqlite_writers_wait_for_the_turn_before_them() {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        let queue = WriteQueue::Sqlite(Database::connect("sqlite::memory:").await.expect("writer"));
-        let txn = begin_write(&db, &queue).await.expect("first writer");
-        let second = tokio::spawn({
-            let (db, queue) = (db.clone(), queue.clone());
-            async move { begin_write(&db, &queue).await.map(|_| ()) }
+    async fn connect(path: &Path) -> DatabaseConnection {
+        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+        options.max_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(Duration::from_secs(5))
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!second.is_finished(), "the second writer waits while the first holds the connection");
-        txn.commit().await.expect("commit");
-        tokio::time::timeout(Duration::from_secs(5), second)
+        Database::connect(options).await.expect("connect")
+    }
+
+    /// A database file with a table of numbers, a connection that reads what
+    /// is committed, and the queue of writers.
+    async fn numbers() -> (tempfile::TempDir, DatabaseConnection, WriteQueue) {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("numbers.db");
+        let reader = connect(&path).await;
+        reader.execute_unprepared("CREATE TABLE number (n INTEGER PRIMARY KEY)").await.expect("create table");
+        let queue = WriteQueue::sqlite(connect(&path).await);
+        (dir, reader, queue)
+    }
+
+    async fn insert(txn: &Write, n: i64) -> Result<ExecResult, DbErr> {
+        txn.execute_unprepared(&format!("INSERT INTO number VALUES ({n})")).await
+    }
+
+    async fn committed(reader: &DatabaseConnection) -> Vec<i64> {
+        let rows = reader
+            .query_all_raw(Statement::from_string(DbBackend::Sqlite, "SELECT n FROM number ORDER BY n"))
             .await
-            .expect("the second writer proceeds")
-            .expect("task")
-            .expect("second writer");
+            .expect("read");
+        rows.iter().map(|row| row.try_get("", "n").expect("n")).collect()
+    }
+
+    async fn finished<T>(task: tokio::task::JoinHandle<T>) -> T {
+        tokio::time::timeout(Duration::from_secs(5), task).await.expect("finishes").expect("task")
+    }
+
+    /// Starts a writer that runs `work` in its turn.
+    fn writer(
+        reader: &DatabaseConnection,
+        queue: &WriteQueue,
+        work: impl for<'t> FnOnce(&'t Write) -> BoxFuture<'t, ApiResult<()>> + Send + 'static,
+    ) -> tokio::task::JoinHandle<ApiResult<()>> {
+        let (reader, queue) = (reader.clone(), queue.clone());
+        tokio::spawn(async move { queue.write(&reader, async move |txn| work(txn).await).await })
+    }
+
+    /// Starts a writer that inserts `n`, then holds its turn until told to go on.
+    fn holding(
+        reader: &DatabaseConnection,
+        queue: &WriteQueue,
+        n: i64,
+    ) -> (tokio::task::JoinHandle<ApiResult<()>>, oneshot::Sender<()>) {
+        let (go, may_end) = oneshot::channel::<()>();
+        let writer = writer(reader, queue, move |txn| {
+            Box::pin(async move {
+                insert(txn, n).await?;
+                may_end.await.expect("go");
+                Ok(())
+            })
+        });
+        (writer, go)
+    }
+
+    /// Starts a writer that inserts `numbers` in turn.
+    fn inserting(
+        reader: &DatabaseConnection,
+        queue: &WriteQueue,
+        numbers: &'static [i64],
+    ) -> tokio::task::JoinHandle<ApiResult<()>> {
+        writer(reader, queue, move |txn| {
+            Box::pin(async move {
+                for &n in numbers {
+                    insert(txn, n).await?;
+                }
+                Ok(())
+            })
+        })
+    }
+
+    /// Lets the spawned writers reach the queue, or their next step.
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    #[tokio::test]
+    async fn queued_writers_share_one_commit_and_are_answered_after_it() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&reader, &queue, 1);
+        settle().await;
+        let (second, second_go) = holding(&reader, &queue, 2);
+        settle().await;
+        first_go.send(()).expect("first writer waits");
+        settle().await;
+        assert!(!first.is_finished(), "the first writer waits for the writer queued behind it");
+        assert_eq!(committed(&reader).await, Vec::<i64>::new(), "nothing is committed before the second's turn ends");
+
+        second_go.send(()).expect("second writer waits");
+        finished(first).await.expect("first writer");
+        finished(second).await.expect("second writer");
+        assert_eq!(committed(&reader).await, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_writer_answers_after_the_writes_it_saw_are_committed_and_undoes_only_its_own() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&reader, &queue, 1);
+        settle().await;
+        // The first's row is visible in the shared transaction: a duplicate.
+        let second = inserting(&reader, &queue, &[2, 1]);
+        settle().await;
+        let third = inserting(&reader, &queue, &[3]);
+        settle().await;
+
+        first_go.send(()).expect("first writer waits");
+        assert!(finished(second).await.is_err(), "the duplicate is refused");
+        assert_eq!(committed(&reader).await, vec![1, 3], "the row the second writer collided with is committed");
+        finished(first).await.expect("first writer");
+        finished(third).await.expect("third writer");
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_in_its_turn_leaves_the_others_committed() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&reader, &queue, 1);
+        settle().await;
+        let (second, _never) = holding(&reader, &queue, 2);
+        settle().await;
+        let third = inserting(&reader, &queue, &[3]);
+        settle().await;
+
+        first_go.send(()).expect("first writer waits");
+        settle().await;
+        second.abort();
+        finished(first).await.expect("first writer");
+        finished(third).await.expect("third writer");
+        assert_eq!(committed(&reader).await, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_in_the_queue_holds_up_nobody() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&reader, &queue, 1);
+        settle().await;
+        let second = inserting(&reader, &queue, &[2]);
+        settle().await;
+        second.abort();
+
+        first_go.send(()).expect("first writer waits");
+        finished(first).await.expect("first writer");
+        assert_eq!(committed(&reader).await, vec![1]);
     }
 }

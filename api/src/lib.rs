@@ -89,9 +89,10 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
     Ok(db)
 }
 
-/// SQLite's writers' own connection (see `db::WriteQueue`): one, which they
-/// wait for in turn, for as long as an operation may run. Never less than the
-/// pool's timeout, which also bounds opening the connection at start: a short
+/// SQLite's writers' own connection (see `db::WriteQueue`): one, held by the
+/// transaction they write into in turn. Taking it back from the pool after a
+/// commit may wait as long as an operation may run, never less than the pool's
+/// timeout, which also bounds opening the connection at start: a short
 /// EXECUTION_TIMEOUT must not keep the server from starting.
 async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
     let mut options = connect_options(settings);
@@ -135,7 +136,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let (shutting_down, _) = tokio::sync::watch::channel(false);
     let documents = graphql::documents::Documents::new(settings.max_aliases);
     let writers = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::Sqlite(connect_sqlite_writer(&settings).await?),
+        sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::sqlite(connect_sqlite_writer(&settings).await?),
         _ => db::WriteQueue::RowLocks,
     };
     Ok(Arc::new(AppContext {

@@ -15,6 +15,7 @@ use futures_util::future::join_all;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tests::{EVENT_WAIT, QUIET, SUBSCRIPTION_ID, Subscriber, TestApp, id_of, seq, spawn_app, spawn_app_with};
+use tokio::sync::oneshot;
 
 const EVENTS: &str = "subscription($after: String) { repairOrderEvents(after: $after) { cursor kind occurredAt repairOrder { id state } } }";
 const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"the tap drips\"}) { repairOrder { id } } }";
@@ -371,19 +372,28 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     phone.expect_quiet(Duration::from_millis(200)).await;
 
     // A writer appends an event and holds its transaction open...
-    let txn = api::db::begin_write(&app.db, &app.context.writers).await.expect("begin");
-    let appended = api::events::append(
-        &txn,
-        vec![NewEvent {
-            community_id: app.home.community.id,
-            kind: "STARTED",
-            entity_type: "REPAIR_ORDER",
-            entity_id: order_number(&existing),
-            recipients: vec![tenant_id],
-        }],
-    )
-    .await
-    .expect("append");
+    let late = NewEvent {
+        community_id: app.home.community.id,
+        kind: "STARTED",
+        entity_type: "REPAIR_ORDER",
+        entity_id: order_number(&existing),
+        recipients: vec![tenant_id],
+    };
+    let (appended_now, appended) = oneshot::channel();
+    let (commit_now, may_commit) = oneshot::channel::<()>();
+    let writer = tokio::spawn({
+        let (writers, db) = (app.context.writers.clone(), app.db.clone());
+        async move {
+            writers
+                .write(&db, async |txn| {
+                    appended_now.send(api::events::append(txn, vec![late]).await?).expect("test waits");
+                    may_commit.await.expect("test lets it commit");
+                    Ok(())
+                })
+                .await
+        }
+    });
+    let appended = appended.await.expect("appended");
     // ...while another order is submitted through the API.
     let (http, url, token) = (app.http.clone(), app.url("/graphql"), tenant.clone());
     let unit = id_of("unit", app.home.unit("1-102").id);
@@ -400,7 +410,8 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     phone.expect_quiet(Duration::from_millis(300)).await;
     assert!(!second.is_finished(), "the submission did not wait for the open transaction that appended an event");
 
-    txn.commit().await.expect("commit");
+    commit_now.send(()).expect("writer waits");
+    writer.await.expect("task").expect("commit");
     let body = tokio::time::timeout(EVENT_WAIT, second).await.expect("the submission finishes").expect("task");
     assert!(body.get("errors").is_none(), "{body}");
     let second = body["data"]["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("order id").to_owned();
@@ -563,9 +574,12 @@ async fn append_burst(
         recipients: vec![user],
     };
     let events = (0..count).flat_map(|_| [event(recipient, order), event(bystander, their_order)]).collect();
-    let txn = api::db::begin_write(&app.db, &app.context.writers).await.expect("begin");
-    let seqs = api::events::append(&txn, events).await.expect("append");
-    txn.commit().await.expect("commit");
+    let seqs = app
+        .context
+        .writers
+        .write(&app.db, async |txn| Ok(api::events::append(txn, events).await?))
+        .await
+        .expect("append");
     app.context.events.committed();
     seqs.into_iter().step_by(2).collect()
 }

@@ -306,49 +306,53 @@ pub async fn register(
         Handler::Staff(principal) => (Some(principal.user_id), None),
         Handler::Integrator { client_id, .. } => (None, Some(*client_id)),
     };
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let mut registered = Vec::with_capacity(checked.len());
-    for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
-        let held = held_with_tracking_number(community_id, &tracking_number).count(&txn).await? > 0;
-        if held {
-            return Err(ApiError::conflict(format!(
-                "tracking number {tracking_number} is already registered and not picked up"
-            )));
-        }
-        let (status, pickup_code, next_reminder_at) = match unit {
-            Some(_) => (ParcelStatus::Waiting, Some(draw_pickup_code()), Some(first_reminder)),
-            None => (ParcelStatus::Unidentified, None, None),
-        };
-        let new_parcel = parcel::ActiveModel {
-            community_id: Set(community_id),
-            unit_id: Set(unit.map(|u| u.id)),
-            kind: Set(kind),
-            carrier: Set(carrier),
-            tracking_number: Set(tracking_number),
-            item_count: Set(item_count),
-            recipient_name: Set(recipient_name),
-            location: Set(location),
-            status: Set(status),
-            pickup_code: Set(pickup_code),
-            received_by: Set(received_by),
-            registered_by_client: Set(registered_by_client),
-            received_at: Set(now),
-            reminder_count: Set(0),
-            next_reminder_at: Set(next_reminder_at),
-            failed_code_attempts: Set(0),
-            version: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        };
-        let parcel = insert_parcel(&txn, new_parcel).await?;
-        announce(&txn, &parcel, "REGISTERED").await?;
-        registered.push(parcel);
-    }
-    if let Some(claim) = claim {
-        claim.record(&txn, &registered.iter().map(|parcel| parcel.id).collect::<Vec<_>>()).await?;
-    }
-    txn.commit().await?;
+    let registered = app
+        .writers
+        .write(&app.db, async |txn| {
+            let mut registered = Vec::with_capacity(checked.len());
+            for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
+                let held = held_with_tracking_number(community_id, &tracking_number).count(txn).await? > 0;
+                if held {
+                    return Err(ApiError::conflict(format!(
+                        "tracking number {tracking_number} is already registered and not picked up"
+                    )));
+                }
+                let (status, pickup_code, next_reminder_at) = match unit {
+                    Some(_) => (ParcelStatus::Waiting, Some(draw_pickup_code()), Some(first_reminder)),
+                    None => (ParcelStatus::Unidentified, None, None),
+                };
+                let new_parcel = parcel::ActiveModel {
+                    community_id: Set(community_id),
+                    unit_id: Set(unit.map(|u| u.id)),
+                    kind: Set(kind),
+                    carrier: Set(carrier),
+                    tracking_number: Set(tracking_number),
+                    item_count: Set(item_count),
+                    recipient_name: Set(recipient_name),
+                    location: Set(location),
+                    status: Set(status),
+                    pickup_code: Set(pickup_code),
+                    received_by: Set(received_by),
+                    registered_by_client: Set(registered_by_client),
+                    received_at: Set(now),
+                    reminder_count: Set(0),
+                    next_reminder_at: Set(next_reminder_at),
+                    failed_code_attempts: Set(0),
+                    version: Set(1),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    ..Default::default()
+                };
+                let parcel = insert_parcel(txn, new_parcel).await?;
+                announce(txn, &parcel, "REGISTERED").await?;
+                registered.push(parcel);
+            }
+            if let Some(claim) = claim {
+                claim.record(txn, &registered.iter().map(|parcel| parcel.id).collect::<Vec<_>>()).await?;
+            }
+            Ok(registered)
+        })
+        .await?;
     app.events.committed();
     tracing::info!(count = registered.len(), "parcels registered");
     Ok(registered)
@@ -391,26 +395,32 @@ async fn commit_change(
 ) -> ApiResult<parcel::Model> {
     update.version = Set(parcel.version + 1);
     update.updated_at = Set(Utc::now());
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let changed = parcel::Entity::update_many()
-        .set(update)
-        .filter(parcel::Column::Id.eq(parcel.id))
-        .filter(parcel::Column::Version.eq(parcel.version))
-        .exec_with_returning(&txn)
-        .await
-        .map_err(|err| {
-            if is_unique_violation(&err) {
-                ApiError::conflict("the pickup code was taken at the same time; retry")
-            } else {
-                err.into()
+    let changed = app
+        .writers
+        .write(&app.db, async |txn| {
+            let changed = parcel::Entity::update_many()
+                .set(update)
+                .filter(parcel::Column::Id.eq(parcel.id))
+                .filter(parcel::Column::Version.eq(parcel.version))
+                .exec_with_returning(txn)
+                .await
+                .map_err(|err| {
+                    if is_unique_violation(&err) {
+                        ApiError::conflict("the pickup code was taken at the same time; retry")
+                    } else {
+                        err.into()
+                    }
+                })?
+                .pop()
+                .ok_or_else(|| {
+                    ApiError::conflict("the parcel was changed by someone else at the same time; reload it")
+                })?;
+            if let Some(event) = event {
+                announce(txn, &changed, event).await?;
             }
-        })?
-        .pop()
-        .ok_or_else(|| ApiError::conflict("the parcel was changed by someone else at the same time; reload it"))?;
-    if let Some(event) = event {
-        announce(&txn, &changed, event).await?;
-    }
-    txn.commit().await?;
+            Ok(changed)
+        })
+        .await?;
     if event.is_some() {
         app.events.committed();
     }
@@ -607,32 +617,38 @@ pub(super) async fn remind(app: &AppContext, parcel: &parcel::Model, now: DateTi
     let interval = Duration::from_std(app.settings.parcel_reminder_interval)
         .map_err(|_| ApiError::Internal("reminder interval out of range".into()))?;
     let next = (number < app.settings.parcel_reminder_count).then_some(now + interval);
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let updated = parcel::Entity::update_many()
-        .col_expr(parcel::Column::ReminderCount, Expr::value(number))
-        .col_expr(parcel::Column::NextReminderAt, Expr::value(next))
-        .col_expr(parcel::Column::Version, Expr::value(parcel.version + 1))
-        .col_expr(parcel::Column::UpdatedAt, Expr::value(now))
-        .filter(parcel::Column::Id.eq(parcel.id))
-        .filter(parcel::Column::Version.eq(parcel.version))
-        .filter(parcel::Column::Status.eq(ParcelStatus::Waiting))
-        .exec(&txn)
+    let reminded = app
+        .writers
+        .write(&app.db, async |txn| {
+            let updated = parcel::Entity::update_many()
+                .col_expr(parcel::Column::ReminderCount, Expr::value(number))
+                .col_expr(parcel::Column::NextReminderAt, Expr::value(next))
+                .col_expr(parcel::Column::Version, Expr::value(parcel.version + 1))
+                .col_expr(parcel::Column::UpdatedAt, Expr::value(now))
+                .filter(parcel::Column::Id.eq(parcel.id))
+                .filter(parcel::Column::Version.eq(parcel.version))
+                .filter(parcel::Column::Status.eq(ParcelStatus::Waiting))
+                .exec(txn)
+                .await?;
+            if updated.rows_affected == 0 {
+                return Ok(false);
+            }
+            parcel_reminder::ActiveModel {
+                parcel_id: Set(parcel.id),
+                number: Set(number),
+                sent_at: Set(now),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+            announce(txn, parcel, "REMINDED").await?;
+            Ok(true)
+        })
         .await?;
-    if updated.rows_affected == 0 {
-        return Ok(false);
+    if reminded {
+        app.events.committed();
     }
-    parcel_reminder::ActiveModel {
-        parcel_id: Set(parcel.id),
-        number: Set(number),
-        sent_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    announce(&txn, parcel, "REMINDED").await?;
-    txn.commit().await?;
-    app.events.committed();
-    Ok(true)
+    Ok(reminded)
 }
 
 pub struct Filter {

@@ -160,43 +160,54 @@ pub async fn move_in(app: &AppContext, principal: &Principal, input: MoveIn) -> 
         None => None,
     };
 
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let resident = match user::Entity::find().filter(user::Column::Phone.eq(phone.as_str())).one(&txn).await? {
-        Some(existing) if existing.role != Role::Resident => {
-            return Err(ApiError::conflict("this phone number belongs to a staff account"));
-        }
-        Some(existing) => existing,
-        None => {
-            identity::create_account(
-                &txn,
-                NewAccount { phone, name, password_hash, role: Role::Resident, position: None, community_id: None },
-            )
-            .await?
-        }
-    };
-    let already_member = unit_membership::Entity::find()
-        .filter(unit_membership::Column::UnitId.eq(unit.id))
-        .filter(unit_membership::Column::UserId.eq(resident.id))
-        .filter(unit_membership::Column::MovedOutOn.is_null())
-        .one(&txn)
-        .await?
-        .is_some();
-    if already_member {
-        return Err(ApiError::conflict("the resident already lives in this unit"));
-    }
-    let membership = unit_membership::ActiveModel {
-        user_id: Set(resident.id),
-        unit_id: Set(unit.id),
-        relation: Set(input.relation),
-        moved_in_on: Set(moved_in_on),
-        moved_out_on: Set(None),
-        created_at: Set(Utc::now()),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await
-    .map_err(|err| unique_conflict(err, "the resident already lives in this unit"))?;
-    txn.commit().await?;
+    let (resident, membership) = app
+        .writers
+        .write(&app.db, async |txn| {
+            let resident = match user::Entity::find().filter(user::Column::Phone.eq(phone.as_str())).one(txn).await? {
+                Some(existing) if existing.role != Role::Resident => {
+                    return Err(ApiError::conflict("this phone number belongs to a staff account"));
+                }
+                Some(existing) => existing,
+                None => {
+                    identity::create_account(
+                        txn,
+                        NewAccount {
+                            phone,
+                            name,
+                            password_hash,
+                            role: Role::Resident,
+                            position: None,
+                            community_id: None,
+                        },
+                    )
+                    .await?
+                }
+            };
+            let already_member = unit_membership::Entity::find()
+                .filter(unit_membership::Column::UnitId.eq(unit.id))
+                .filter(unit_membership::Column::UserId.eq(resident.id))
+                .filter(unit_membership::Column::MovedOutOn.is_null())
+                .one(txn)
+                .await?
+                .is_some();
+            if already_member {
+                return Err(ApiError::conflict("the resident already lives in this unit"));
+            }
+            let membership = unit_membership::ActiveModel {
+                user_id: Set(resident.id),
+                unit_id: Set(unit.id),
+                relation: Set(input.relation),
+                moved_in_on: Set(moved_in_on),
+                moved_out_on: Set(None),
+                created_at: Set(Utc::now()),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await
+            .map_err(|err| unique_conflict(err, "the resident already lives in this unit"))?;
+            Ok((resident, membership))
+        })
+        .await?;
     tracing::info!(membership_id = membership.id, resident_id = resident.id, "resident moved in");
     Ok(membership)
 }
@@ -277,25 +288,31 @@ pub async fn set_emergency_contacts(
             ..Default::default()
         });
     }
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    // Raising the version only from the one that was read makes the later of
-    // two simultaneous replacements fail instead of overwriting the first.
-    let raised = unit::Entity::update_many()
-        .col_expr(unit::Column::ContactsVersion, Expr::value(unit.contacts_version + 1))
-        .filter(unit::Column::Id.eq(unit.id))
-        .filter(unit::Column::ContactsVersion.eq(unit.contacts_version))
-        .exec(&txn)
+    app.writers
+        .write(&app.db, async |txn| {
+            // Raising the version only from the one that was read makes the later of
+            // two simultaneous replacements fail instead of overwriting the first.
+            let raised = unit::Entity::update_many()
+                .col_expr(unit::Column::ContactsVersion, Expr::value(unit.contacts_version + 1))
+                .filter(unit::Column::Id.eq(unit.id))
+                .filter(unit::Column::ContactsVersion.eq(unit.contacts_version))
+                .exec(txn)
+                .await?;
+            if raised.rows_affected == 0 {
+                return Err(ApiError::conflict(
+                    "the emergency contacts were changed by someone else at the same time; reload them",
+                ));
+            }
+            emergency_contact::Entity::delete_many()
+                .filter(emergency_contact::Column::UnitId.eq(unit.id))
+                .exec(txn)
+                .await?;
+            if !rows.is_empty() {
+                emergency_contact::Entity::insert_many(rows).exec(txn).await?;
+            }
+            Ok(())
+        })
         .await?;
-    if raised.rows_affected == 0 {
-        return Err(ApiError::conflict(
-            "the emergency contacts were changed by someone else at the same time; reload them",
-        ));
-    }
-    emergency_contact::Entity::delete_many().filter(emergency_contact::Column::UnitId.eq(unit.id)).exec(&txn).await?;
-    if !rows.is_empty() {
-        emergency_contact::Entity::insert_many(rows).exec(&txn).await?;
-    }
-    txn.commit().await?;
     Ok(unit::Model { contacts_version: unit.contacts_version + 1, ..unit })
 }
 

@@ -348,20 +348,24 @@ async fn commit_change(
     };
     update.version = Set(order.version + 1);
     update.updated_at = Set(now);
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let changed = repair_order::Entity::update_many()
-        .set(update)
-        .filter(repair_order::Column::Id.eq(order.id))
-        .filter(repair_order::Column::Version.eq(order.version))
-        .exec_with_returning(&txn)
-        .await?
-        .pop()
-        .ok_or_else(|| {
-            ApiError::conflict("the repair order was changed by someone else at the same time; reload it")
-        })?;
-    let recipients = recipients(&txn, &changed).await?;
-    record(&txn, &changed, to_state.map(|_| order.state), to_state, change, recipients, now).await?;
-    txn.commit().await?;
+    let changed = app
+        .writers
+        .write(&app.db, async |txn| {
+            let changed = repair_order::Entity::update_many()
+                .set(update)
+                .filter(repair_order::Column::Id.eq(order.id))
+                .filter(repair_order::Column::Version.eq(order.version))
+                .exec_with_returning(txn)
+                .await?
+                .pop()
+                .ok_or_else(|| {
+                    ApiError::conflict("the repair order was changed by someone else at the same time; reload it")
+                })?;
+            let recipients = recipients(txn, &changed).await?;
+            record(txn, &changed, to_state.map(|_| order.state), to_state, change, recipients, now).await?;
+            Ok(changed)
+        })
+        .await?;
     app.events.committed();
     Ok(changed)
 }
@@ -532,54 +536,58 @@ pub async fn submit(
         recipients_at(&app.db, placement.community_id, placement.building_id, placement.unit_id, None).await?;
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
 
-    let result = async {
-        let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-        let order = repair_order::ActiveModel {
-            community_id: Set(placement.community_id),
-            building_id: Set(placement.building_id),
-            unit_id: Set(placement.unit_id),
-            resident_id: Set(placement.resident.as_ref().map(|r| r.id)),
-            created_by: Set(principal.user_id),
-            channel: Set(placement.channel),
-            category: Set(submission.category),
-            description: Set(description),
-            priority: Set(submission.priority),
-            state: Set(RepairState::Submitted),
-            preferred_visit_at: Set(submission.preferred_visit_at),
-            contact_phone: Set(contact_phone),
-            response_due_at: Set(due(response_within)?),
-            completion_due_at: Set(due(completion_within)?),
-            response_overdue: Set(false),
-            completion_overdue: Set(false),
-            version: Set(1),
-            created_at: Set(now),
-            updated_at: Set(now),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        if !stored.is_empty() {
-            repair_photo::Entity::insert_many(stored.iter().map(|photo| repair_photo::ActiveModel {
-                order_id: Set(order.id),
-                content_type: Set(photo.content_type.to_owned()),
-                byte_size: Set(photo.byte_size),
-                storage_name: Set(photo.storage_name.clone()),
+    let result = app
+        .writers
+        .write(&app.db, async |txn| {
+            let order = repair_order::ActiveModel {
+                community_id: Set(placement.community_id),
+                building_id: Set(placement.building_id),
+                unit_id: Set(placement.unit_id),
+                resident_id: Set(placement.resident.as_ref().map(|r| r.id)),
+                created_by: Set(principal.user_id),
+                channel: Set(placement.channel),
+                category: Set(submission.category),
+                description: Set(description),
+                priority: Set(submission.priority),
+                state: Set(RepairState::Submitted),
+                preferred_visit_at: Set(submission.preferred_visit_at),
+                contact_phone: Set(contact_phone),
+                response_due_at: Set(due(response_within)?),
+                completion_due_at: Set(due(completion_within)?),
+                response_overdue: Set(false),
+                completion_overdue: Set(false),
+                version: Set(1),
                 created_at: Set(now),
+                updated_at: Set(now),
                 ..Default::default()
-            }))
-            .exec(&txn)
+            }
+            .insert(txn)
             .await?;
-        }
-        let change =
-            Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
-        record(&txn, &order, None, Some(RepairState::Submitted), change, recipients, now).await?;
-        if let Some(claim) = claim {
-            claim.record(&txn, &[order.id]).await?;
-        }
-        txn.commit().await?;
-        Ok::<_, ApiError>(order)
-    }
-    .await;
+            if !stored.is_empty() {
+                repair_photo::Entity::insert_many(stored.iter().map(|photo| repair_photo::ActiveModel {
+                    order_id: Set(order.id),
+                    content_type: Set(photo.content_type.to_owned()),
+                    byte_size: Set(photo.byte_size),
+                    storage_name: Set(photo.storage_name.clone()),
+                    created_at: Set(now),
+                    ..Default::default()
+                }))
+                .exec(txn)
+                .await?;
+            }
+            let change = Change {
+                action: RepairAction::Submitted,
+                event: "SUBMITTED",
+                actor: Some(principal.user_id),
+                note: None,
+            };
+            record(txn, &order, None, Some(RepairState::Submitted), change, recipients, now).await?;
+            if let Some(claim) = claim {
+                claim.record(txn, &[order.id]).await?;
+            }
+            Ok(order)
+        })
+        .await;
     match result {
         Ok(order) => {
             app.events.committed();
@@ -769,38 +777,44 @@ pub async fn add_follow_up(
         return Err(illegal(&order, "follow up on"));
     }
     let now = Utc::now();
-    let txn = crate::db::begin_write(&app.db, &app.writers).await?;
-    let bumped = repair_order::Entity::update_many()
-        .col_expr(repair_order::Column::Version, Expr::value(order.version + 1))
-        .col_expr(repair_order::Column::UpdatedAt, Expr::value(now))
-        .filter(repair_order::Column::Id.eq(order.id))
-        .filter(repair_order::Column::Version.eq(order.version))
-        .exec(&txn)
+    let updated = app
+        .writers
+        .write(&app.db, async |txn| {
+            let bumped = repair_order::Entity::update_many()
+                .col_expr(repair_order::Column::Version, Expr::value(order.version + 1))
+                .col_expr(repair_order::Column::UpdatedAt, Expr::value(now))
+                .filter(repair_order::Column::Id.eq(order.id))
+                .filter(repair_order::Column::Version.eq(order.version))
+                .exec(txn)
+                .await?;
+            if bumped.rows_affected == 0 {
+                return Err(ApiError::conflict(
+                    "the repair order was changed by someone else at the same time; reload it",
+                ));
+            }
+            repair_follow_up::ActiveModel {
+                order_id: Set(order.id),
+                author_id: Set(principal.user_id),
+                outcome: Set(outcome.clone()),
+                satisfied: Set(follow_up.satisfied),
+                note: Set(note),
+                created_at: Set(now),
+                ..Default::default()
+            }
+            .insert(txn)
+            .await?;
+            let updated = repair_order::Model { version: order.version + 1, updated_at: now, ..order };
+            let change = Change {
+                action: RepairAction::FollowedUp,
+                event: "FOLLOWED_UP",
+                actor: Some(principal.user_id),
+                note: Some(outcome),
+            };
+            let recipients = recipients(txn, &updated).await?;
+            record(txn, &updated, None, None, change, recipients, now).await?;
+            Ok(updated)
+        })
         .await?;
-    if bumped.rows_affected == 0 {
-        return Err(ApiError::conflict("the repair order was changed by someone else at the same time; reload it"));
-    }
-    repair_follow_up::ActiveModel {
-        order_id: Set(order.id),
-        author_id: Set(principal.user_id),
-        outcome: Set(outcome.clone()),
-        satisfied: Set(follow_up.satisfied),
-        note: Set(note),
-        created_at: Set(now),
-        ..Default::default()
-    }
-    .insert(&txn)
-    .await?;
-    let updated = repair_order::Model { version: order.version + 1, updated_at: now, ..order };
-    let change = Change {
-        action: RepairAction::FollowedUp,
-        event: "FOLLOWED_UP",
-        actor: Some(principal.user_id),
-        note: Some(outcome),
-    };
-    let recipients = recipients(&txn, &updated).await?;
-    record(&txn, &updated, None, None, change, recipients, now).await?;
-    txn.commit().await?;
     app.events.committed();
     Ok(updated)
 }
