@@ -26,7 +26,8 @@ use crate::error::{ApiError, ApiResult};
 #[derive(Clone)]
 pub enum WriteQueue {
     Sqlite(Arc<Mutex<SharedCommit>>),
-    RowLocks,
+    /// The pool each writer takes its own transaction from.
+    RowLocks(DatabaseConnection),
 }
 
 impl WriteQueue {
@@ -46,12 +47,8 @@ impl WriteQueue {
     /// only once the writes `work` could see are committed: a writer told of
     /// a conflict finds its cause when it reads again, and one that succeeded
     /// is answered only when its writes are durable.
-    pub async fn write<T>(
-        &self,
-        db: &DatabaseConnection,
-        work: impl AsyncFnOnce(&Write) -> ApiResult<T>,
-    ) -> ApiResult<T> {
-        let txn = self.begin(db).await?;
+    pub async fn write<T>(&self, work: impl AsyncFnOnce(&Write) -> ApiResult<T>) -> ApiResult<T> {
+        let txn = self.begin().await?;
         match work(&txn).await {
             Ok(done) => {
                 txn.commit().await?;
@@ -66,10 +63,10 @@ impl WriteQueue {
 
     /// On SQLite the shared transaction takes the write lock at BEGIN
     /// (IMMEDIATE), so a writer never fails upgrading from reading to writing.
-    async fn begin(&self, db: &DatabaseConnection) -> Result<Write, DbErr> {
+    async fn begin(&self) -> Result<Write, DbErr> {
         let queue = match self {
             WriteQueue::Sqlite(queue) => queue,
-            WriteQueue::RowLocks => return Ok(Write { txn: db.begin().await?, turn: None }),
+            WriteQueue::RowLocks(db) => return Ok(Write { txn: db.begin().await?, turn: None }),
         };
         let mut turn = Turn { shared: queue.clone().lock_owned().await, queue: queue.clone(), savepoint_closed: false };
         if turn.shared.failed_writer {
@@ -101,11 +98,13 @@ pub struct Write {
 impl Write {
     async fn commit(self) -> Result<(), DbErr> {
         let Write { txn, turn } = self;
-        txn.commit().await?;
-        match turn {
-            Some(turn) => turn.end(true).await.map_err(DbErr::Custom),
-            None => Ok(()),
-        }
+        let released = txn.commit().await;
+        let Some(turn) = turn else { return released };
+        // Even when the release failed, the writer answers only after the
+        // writes it saw are committed.
+        let committed = turn.end(released.is_ok()).await;
+        released?;
+        committed.map_err(DbErr::Custom)
     }
 
     /// Undoes this writer's writes, keeping those of the writers before it.
@@ -302,22 +301,17 @@ mod tests {
 
     /// Starts a writer that runs `work` in its turn.
     fn writer(
-        reader: &DatabaseConnection,
         queue: &WriteQueue,
         work: impl for<'t> FnOnce(&'t Write) -> BoxFuture<'t, ApiResult<()>> + Send + 'static,
     ) -> tokio::task::JoinHandle<ApiResult<()>> {
-        let (reader, queue) = (reader.clone(), queue.clone());
-        tokio::spawn(async move { queue.write(&reader, async move |txn| work(txn).await).await })
+        let queue = queue.clone();
+        tokio::spawn(async move { queue.write(async move |txn| work(txn).await).await })
     }
 
     /// Starts a writer that inserts `n`, then holds its turn until told to go on.
-    fn holding(
-        reader: &DatabaseConnection,
-        queue: &WriteQueue,
-        n: i64,
-    ) -> (tokio::task::JoinHandle<ApiResult<()>>, oneshot::Sender<()>) {
+    fn holding(queue: &WriteQueue, n: i64) -> (tokio::task::JoinHandle<ApiResult<()>>, oneshot::Sender<()>) {
         let (go, may_end) = oneshot::channel::<()>();
-        let writer = writer(reader, queue, move |txn| {
+        let writer = writer(queue, move |txn| {
             Box::pin(async move {
                 insert(txn, n).await?;
                 may_end.await.expect("go");
@@ -328,12 +322,8 @@ mod tests {
     }
 
     /// Starts a writer that inserts `numbers` in turn.
-    fn inserting(
-        reader: &DatabaseConnection,
-        queue: &WriteQueue,
-        numbers: &'static [i64],
-    ) -> tokio::task::JoinHandle<ApiResult<()>> {
-        writer(reader, queue, move |txn| {
+    fn inserting(queue: &WriteQueue, numbers: &'static [i64]) -> tokio::task::JoinHandle<ApiResult<()>> {
+        writer(queue, move |txn| {
             Box::pin(async move {
                 for &n in numbers {
                     insert(txn, n).await?;
@@ -351,9 +341,9 @@ mod tests {
     #[tokio::test]
     async fn queued_writers_share_one_commit_and_are_answered_after_it() {
         let (_dir, reader, queue) = numbers().await;
-        let (first, first_go) = holding(&reader, &queue, 1);
+        let (first, first_go) = holding(&queue, 1);
         settle().await;
-        let (second, second_go) = holding(&reader, &queue, 2);
+        let (second, second_go) = holding(&queue, 2);
         settle().await;
         first_go.send(()).expect("first writer waits");
         settle().await;
@@ -369,12 +359,12 @@ mod tests {
     #[tokio::test]
     async fn a_refused_writer_answers_after_the_writes_it_saw_are_committed_and_undoes_only_its_own() {
         let (_dir, reader, queue) = numbers().await;
-        let (first, first_go) = holding(&reader, &queue, 1);
+        let (first, first_go) = holding(&queue, 1);
         settle().await;
         // The first's row is visible in the shared transaction: a duplicate.
-        let second = inserting(&reader, &queue, &[2, 1]);
+        let second = inserting(&queue, &[2, 1]);
         settle().await;
-        let third = inserting(&reader, &queue, &[3]);
+        let third = inserting(&queue, &[3]);
         settle().await;
 
         first_go.send(()).expect("first writer waits");
@@ -387,11 +377,11 @@ mod tests {
     #[tokio::test]
     async fn a_writer_cancelled_in_its_turn_leaves_the_others_committed() {
         let (_dir, reader, queue) = numbers().await;
-        let (first, first_go) = holding(&reader, &queue, 1);
+        let (first, first_go) = holding(&queue, 1);
         settle().await;
-        let (second, _never) = holding(&reader, &queue, 2);
+        let (second, _never) = holding(&queue, 2);
         settle().await;
-        let third = inserting(&reader, &queue, &[3]);
+        let third = inserting(&queue, &[3]);
         settle().await;
 
         first_go.send(()).expect("first writer waits");
@@ -405,9 +395,9 @@ mod tests {
     #[tokio::test]
     async fn a_writer_cancelled_in_the_queue_holds_up_nobody() {
         let (_dir, reader, queue) = numbers().await;
-        let (first, first_go) = holding(&reader, &queue, 1);
+        let (first, first_go) = holding(&queue, 1);
         settle().await;
-        let second = inserting(&reader, &queue, &[2]);
+        let second = inserting(&queue, &[2]);
         settle().await;
         second.abort();
 

@@ -137,7 +137,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let documents = graphql::documents::Documents::new(settings.max_aliases);
     let writers = match db.get_database_backend() {
         sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::sqlite(connect_sqlite_writer(&settings).await?),
-        _ => db::WriteQueue::RowLocks,
+        _ => db::WriteQueue::RowLocks(db.clone()),
     };
     Ok(Arc::new(AppContext {
         db,

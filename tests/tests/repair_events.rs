@@ -382,10 +382,10 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     let (appended_now, appended) = oneshot::channel();
     let (commit_now, may_commit) = oneshot::channel::<()>();
     let writer = tokio::spawn({
-        let (writers, db) = (app.context.writers.clone(), app.db.clone());
+        let writers = app.context.writers.clone();
         async move {
             writers
-                .write(&db, async |txn| {
+                .write(async |txn| {
                     appended_now.send(api::events::append(txn, vec![late]).await?).expect("test waits");
                     may_commit.await.expect("test lets it commit");
                     Ok(())
@@ -574,12 +574,8 @@ async fn append_burst(
         recipients: vec![user],
     };
     let events = (0..count).flat_map(|_| [event(recipient, order), event(bystander, their_order)]).collect();
-    let seqs = app
-        .context
-        .writers
-        .write(&app.db, async |txn| Ok(api::events::append(txn, events).await?))
-        .await
-        .expect("append");
+    let seqs =
+        app.context.writers.write(async |txn| Ok(api::events::append(txn, events).await?)).await.expect("append");
     app.context.events.committed();
     seqs.into_iter().step_by(2).collect()
 }

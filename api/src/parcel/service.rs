@@ -308,7 +308,7 @@ pub async fn register(
     };
     let registered = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let mut registered = Vec::with_capacity(checked.len());
             for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
                 let held = held_with_tracking_number(community_id, &tracking_number).count(txn).await? > 0;
@@ -397,7 +397,7 @@ async fn commit_change(
     update.updated_at = Set(Utc::now());
     let changed = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let changed = parcel::Entity::update_many()
                 .set(update)
                 .filter(parcel::Column::Id.eq(parcel.id))
@@ -619,7 +619,7 @@ pub(super) async fn remind(app: &AppContext, parcel: &parcel::Model, now: DateTi
     let next = (number < app.settings.parcel_reminder_count).then_some(now + interval);
     let reminded = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let updated = parcel::Entity::update_many()
                 .col_expr(parcel::Column::ReminderCount, Expr::value(number))
                 .col_expr(parcel::Column::NextReminderAt, Expr::value(next))

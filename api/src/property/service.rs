@@ -162,7 +162,7 @@ pub async fn move_in(app: &AppContext, principal: &Principal, input: MoveIn) -> 
 
     let (resident, membership) = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let resident = match user::Entity::find().filter(user::Column::Phone.eq(phone.as_str())).one(txn).await? {
                 Some(existing) if existing.role != Role::Resident => {
                     return Err(ApiError::conflict("this phone number belongs to a staff account"));
@@ -289,7 +289,7 @@ pub async fn set_emergency_contacts(
         });
     }
     app.writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             // Raising the version only from the one that was read makes the later of
             // two simultaneous replacements fail instead of overwriting the first.
             let raised = unit::Entity::update_many()

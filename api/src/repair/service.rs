@@ -350,7 +350,7 @@ async fn commit_change(
     update.updated_at = Set(now);
     let changed = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let changed = repair_order::Entity::update_many()
                 .set(update)
                 .filter(repair_order::Column::Id.eq(order.id))
@@ -538,7 +538,7 @@ pub async fn submit(
 
     let result = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let order = repair_order::ActiveModel {
                 community_id: Set(placement.community_id),
                 building_id: Set(placement.building_id),
@@ -779,7 +779,7 @@ pub async fn add_follow_up(
     let now = Utc::now();
     let updated = app
         .writers
-        .write(&app.db, async |txn| {
+        .write(async |txn| {
             let bumped = repair_order::Entity::update_many()
                 .col_expr(repair_order::Column::Version, Expr::value(order.version + 1))
                 .col_expr(repair_order::Column::UpdatedAt, Expr::value(now))
