@@ -4,7 +4,7 @@ use chrono::Utc;
 use entity::{event, event_recipient, event_stream};
 use sea_orm::{
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
     sea_query::{Expr, ExprTrait},
 };
 
@@ -19,47 +19,73 @@ pub struct NewEvent {
     pub recipients: Vec<i64>,
 }
 
-/// Appends events in the caller's transaction and returns their sequence
-/// numbers. Bumping the counter row takes its lock until the transaction ends,
+/// Appends an event in the caller's transaction and returns its sequence
+/// number. Bumping the counter row takes its lock until the transaction ends,
 /// so events commit in `seq` order and none can appear behind a later one.
-pub async fn append(txn: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<Vec<i64>, DbErr> {
-    if events.is_empty() {
-        return Ok(Vec::new());
-    }
-    let count = events.len() as i64;
+pub async fn append(txn: &impl ConnectionTrait, mut new: NewEvent) -> Result<i64, DbErr> {
+    new.recipients.sort_unstable();
+    new.recipients.dedup();
+    let seq = match txn.get_database_backend() {
+        DbBackend::Postgres => append_in_one_statement(txn, new).await?,
+        _ => append_in_steps(txn, new).await?,
+    };
+    seq.ok_or_else(|| DbErr::Custom("event stream row missing".into()))
+}
+
+/// On PostgreSQL concurrent writers queue for the counter row's lock, which
+/// each holds from its bump to its commit. One statement bumps, inserts the
+/// event and its recipients, so the lock is held for the commit's round trip
+/// only, not also for two more statements' round trips.
+async fn append_in_one_statement(txn: &impl ConnectionTrait, new: NewEvent) -> Result<Option<i64>, DbErr> {
+    const SQL: &str = "WITH bumped AS (
+            UPDATE event_stream SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq
+        ), appended AS (
+            INSERT INTO event (seq, community_id, kind, entity_type, entity_id, created_at)
+            SELECT last_seq, $2, $3, $4, $5, $6 FROM bumped
+        ), addressed AS (
+            INSERT INTO event_recipient (event_seq, user_id)
+            SELECT last_seq, recipient.user_id FROM bumped, unnest($7::bigint[]) AS recipient (user_id)
+        )
+        SELECT last_seq FROM bumped";
+    let values = [
+        STREAM_ID.into(),
+        new.community_id.into(),
+        new.kind.into(),
+        new.entity_type.into(),
+        new.entity_id.into(),
+        Utc::now().into(),
+        new.recipients.into(),
+    ];
+    let bumped = txn.query_one_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await?;
+    bumped.map(|row| row.try_get("", "last_seq")).transpose()
+}
+
+/// Elsewhere (SQLite) writers take turns on one connection in the process,
+/// so the statements' round trips do not hold anyone up.
+async fn append_in_steps(txn: &impl ConnectionTrait, new: NewEvent) -> Result<Option<i64>, DbErr> {
     let bumped = event_stream::Entity::update_many()
-        .col_expr(event_stream::Column::LastSeq, Expr::col(event_stream::Column::LastSeq).add(count))
+        .col_expr(event_stream::Column::LastSeq, Expr::col(event_stream::Column::LastSeq).add(1))
         .filter(event_stream::Column::Id.eq(STREAM_ID))
         .exec_with_returning(txn)
         .await?;
-    let last =
-        bumped.first().map(|row| row.last_seq).ok_or_else(|| DbErr::Custom("event stream row missing".into()))?;
-    let first = last - count + 1;
-    let now = Utc::now();
-    let mut rows = Vec::with_capacity(events.len());
-    let mut recipients = Vec::new();
-    for (offset, new) in events.into_iter().enumerate() {
-        let seq = first + offset as i64;
-        rows.push(event::ActiveModel {
-            seq: Set(seq),
-            community_id: Set(new.community_id),
-            kind: Set(new.kind.to_owned()),
-            entity_type: Set(new.entity_type.to_owned()),
-            entity_id: Set(new.entity_id),
-            created_at: Set(now),
-        });
-        let mut users = new.recipients;
-        users.sort_unstable();
-        users.dedup();
-        recipients.extend(
-            users
-                .into_iter()
-                .map(|user_id| event_recipient::ActiveModel { event_seq: Set(seq), user_id: Set(user_id) }),
-        );
-    }
-    event::Entity::insert_many(rows).exec(txn).await?;
+    let Some(seq) = bumped.first().map(|row| row.last_seq) else { return Ok(None) };
+    event::Entity::insert(event::ActiveModel {
+        seq: Set(seq),
+        community_id: Set(new.community_id),
+        kind: Set(new.kind.to_owned()),
+        entity_type: Set(new.entity_type.to_owned()),
+        entity_id: Set(new.entity_id),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    let recipients: Vec<_> = new
+        .recipients
+        .into_iter()
+        .map(|user_id| event_recipient::ActiveModel { event_seq: Set(seq), user_id: Set(user_id) })
+        .collect();
     for chunk in recipients.chunks(500) {
-        event_recipient::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+        event_recipient::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
     }
-    Ok((first..=last).collect())
+    Ok(Some(seq))
 }

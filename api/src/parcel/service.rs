@@ -186,13 +186,13 @@ async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'st
     let recipients = recipients(txn, parcel).await?;
     events::append(
         txn,
-        vec![NewEvent {
+        NewEvent {
             community_id: parcel.community_id,
             kind,
             entity_type: ENTITY_TYPE,
             entity_id: parcel.id,
             recipients,
-        }],
+        },
     )
     .await?;
     Ok(())

@@ -393,13 +393,13 @@ async fn record(
     .await?;
     events::append(
         txn,
-        vec![NewEvent {
+        NewEvent {
             community_id: order.community_id,
             kind: change.event,
             entity_type: ENTITY_TYPE,
             entity_id: order.id,
             recipients,
-        }],
+        },
     )
     .await?;
     Ok(())
