@@ -22,6 +22,8 @@ pub struct NewEvent {
 /// Appends an event in the caller's transaction and returns its sequence
 /// number. Bumping the counter row takes its lock until the transaction ends,
 /// so events commit in `seq` order and none can appear behind a later one.
+/// Every other writer that appends waits for that lock, so callers append as
+/// the last thing before they commit.
 pub async fn append(txn: &impl ConnectionTrait, mut new: NewEvent) -> Result<i64, DbErr> {
     new.recipients.sort_unstable();
     new.recipients.dedup();

@@ -182,20 +182,20 @@ async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiRes
     Ok(audience::people(db, groups, []).await?)
 }
 
+/// Appends the event; the last step of a write, like every append (see `events::append`).
 async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<()> {
-    let recipients = recipients(txn, parcel).await?;
-    events::append(
-        txn,
-        NewEvent {
-            community_id: parcel.community_id,
-            kind,
-            entity_type: ENTITY_TYPE,
-            entity_id: parcel.id,
-            recipients,
-        },
-    )
-    .await?;
+    events::append(txn, announcement(txn, parcel, kind).await?).await?;
     Ok(())
+}
+
+async fn announcement(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<NewEvent> {
+    Ok(NewEvent {
+        community_id: parcel.community_id,
+        kind,
+        entity_type: ENTITY_TYPE,
+        entity_id: parcel.id,
+        recipients: recipients(txn, parcel).await?,
+    })
 }
 
 /// How many codes a registration draws before it gives up: with a million
@@ -343,12 +343,17 @@ pub async fn register(
                     updated_at: Set(now),
                     ..Default::default()
                 };
-                let parcel = insert_parcel(txn, new_parcel).await?;
-                announce(txn, &parcel, "REGISTERED").await?;
-                registered.push(parcel);
+                registered.push(insert_parcel(txn, new_parcel).await?);
             }
             if let Some(claim) = claim {
                 claim.record(txn, &registered.iter().map(|parcel| parcel.id).collect::<Vec<_>>()).await?;
+            }
+            let mut announcements = Vec::with_capacity(registered.len());
+            for parcel in &registered {
+                announcements.push(announcement(txn, parcel, "REGISTERED").await?);
+            }
+            for announcement in announcements {
+                events::append(txn, announcement).await?;
             }
             Ok(registered)
         })

@@ -581,10 +581,10 @@ pub async fn submit(
                 actor: Some(principal.user_id),
                 note: None,
             };
-            record(txn, &order, None, Some(RepairState::Submitted), change, recipients, now).await?;
             if let Some(claim) = claim {
                 claim.record(txn, &[order.id]).await?;
             }
+            record(txn, &order, None, Some(RepairState::Submitted), change, recipients, now).await?;
             Ok(order)
         })
         .await;
