@@ -184,7 +184,7 @@ async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiRes
 
 /// Appends the event; the last step of a write, like every append (see `events::append`).
 async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<()> {
-    events::append(txn, announcement(txn, parcel, kind).await?).await?;
+    events::append(txn, vec![announcement(txn, parcel, kind).await?]).await?;
     Ok(())
 }
 
@@ -352,9 +352,7 @@ pub async fn register(
             for parcel in &registered {
                 announcements.push(announcement(txn, parcel, "REGISTERED").await?);
             }
-            for announcement in announcements {
-                events::append(txn, announcement).await?;
-            }
+            events::append(txn, announcements).await?;
             Ok(registered)
         })
         .await?;

@@ -393,13 +393,13 @@ async fn record(
     .await?;
     events::append(
         txn,
-        NewEvent {
+        vec![NewEvent {
             community_id: order.community_id,
             kind: change.event,
             entity_type: ENTITY_TYPE,
             entity_id: order.id,
             recipients,
-        },
+        }],
     )
     .await?;
     Ok(())
