@@ -3,7 +3,7 @@
 //! code (with a lock after repeated wrong codes), identification and return of
 //! unclear mail, reminders, and the events that notify phones.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, hash_map::Entry};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use entity::{
@@ -80,7 +80,7 @@ pub async fn find(db: &impl ConnectionTrait, caller: &Caller, id: i64) -> ApiRes
 
 /// The parcels with `ids`, in that order, all visible to the caller, or NOT_FOUND.
 pub async fn find_all(db: &impl ConnectionTrait, caller: &Caller, ids: &[i64]) -> ApiResult<Vec<parcel::Model>> {
-    let mut found: std::collections::HashMap<i64, parcel::Model> = parcel::Entity::find()
+    let mut found: HashMap<i64, parcel::Model> = parcel::Entity::find()
         .filter(parcel::Column::Id.is_in(ids.iter().copied()))
         .filter(visible(caller))
         .all(db)
@@ -184,18 +184,13 @@ async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiRes
 
 /// Appends the event; the last step of a write, like every append (see `events::append`).
 async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<()> {
-    events::append(txn, vec![announcement(txn, parcel, kind).await?]).await?;
+    let recipients = recipients(txn, parcel).await?;
+    events::append(txn, vec![announcement(parcel, kind, recipients)]).await?;
     Ok(())
 }
 
-async fn announcement(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<NewEvent> {
-    Ok(NewEvent {
-        community_id: parcel.community_id,
-        kind,
-        entity_type: ENTITY_TYPE,
-        entity_id: parcel.id,
-        recipients: recipients(txn, parcel).await?,
-    })
+fn announcement(parcel: &parcel::Model, kind: &'static str, recipients: Vec<i64>) -> NewEvent {
+    NewEvent { community_id: parcel.community_id, kind, entity_type: ENTITY_TYPE, entity_id: parcel.id, recipients }
 }
 
 /// How many codes a registration draws before it gives up: with a million
@@ -348,9 +343,15 @@ pub async fn register(
             if let Some(claim) = claim {
                 claim.record(txn, &registered.iter().map(|parcel| parcel.id).collect::<Vec<_>>()).await?;
             }
+            // A batch often brings several parcels for one unit: their recipients are read once.
+            let mut recipients_by_unit: HashMap<Option<i64>, Vec<i64>> = HashMap::new();
             let mut announcements = Vec::with_capacity(registered.len());
             for parcel in &registered {
-                announcements.push(announcement(txn, parcel, "REGISTERED").await?);
+                let recipients = match recipients_by_unit.entry(parcel.unit_id) {
+                    Entry::Occupied(known) => known.get().clone(),
+                    Entry::Vacant(unknown) => unknown.insert(recipients(txn, parcel).await?).clone(),
+                };
+                announcements.push(announcement(parcel, "REGISTERED", recipients));
             }
             events::append(txn, announcements).await?;
             Ok(registered)
