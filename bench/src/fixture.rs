@@ -38,6 +38,8 @@ pub struct Seeded {
     pub unit_id: i64,
     pub building_id: i64,
     pub community_id: i64,
+    /// One of the owner's orders with a technician assigned, if any were seeded.
+    pub assigned_order: Option<String>,
 }
 
 impl Fixture {
@@ -141,6 +143,7 @@ impl Fixture {
         let desk_token = token(community.account("front_desk").phone.clone()).await;
         let technician = format!("usr_{}", community.account("technician").user_id);
         let units = [community.unit("1-101"), community.unit("2-201")];
+        let mut assigned_order = None;
         for n in 0..orders {
             let unit = format!("unit_{}", units[n % 2].id);
             let submitted = call(
@@ -161,6 +164,7 @@ impl Fixture {
                     json!({ "order": order, "tech": technician }),
                 )
                 .await;
+                assigned_order = order.as_str().map(str::to_owned);
             }
         }
         Seeded {
@@ -170,6 +174,7 @@ impl Fixture {
             unit_id: units[0].id,
             building_id: units[0].building_id,
             community_id: community.community.id,
+            assigned_order,
         }
     }
 

@@ -59,7 +59,8 @@ enum Scenario {
     /// assignee against B1, the same page from one SQL statement.
     S2 {
         /// Also measure where S2's time goes: the page with its ids only,
-        /// and with 200 more fields for the GraphQL engine to resolve.
+        /// and with 200 more fields for the GraphQL engine to resolve; and
+        /// one order read alone with the same related rows, by one client.
         #[arg(long)]
         breakdown: bool,
     },
@@ -209,6 +210,9 @@ const RESIDENT_PAGE_WITH_ALIASES: &str = "query($first: Int!) { repairOrders(fir
 const ALIASED_FIELDS: f64 = 200.0;
 /// S2's page with its ids only: no joined rows, three fields per order.
 const RESIDENT_PAGE_IDS: &str = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
+/// An order's detail, as the apps show it: read alone, with the same related
+/// rows as S2's page shows beside each order.
+const ORDER_ALONE: &str = "query($id: ID!) { repairOrder(id: $id) { id state description unit { number building { name } } building { name } assignee { name } } }";
 /// Fields S2's page resolves: 20 edges, each with its node and the node's 11 fields.
 const RESIDENT_PAGE_FIELDS: f64 = 20.0 * 13.0;
 
@@ -228,7 +232,9 @@ async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
         let aliased =
             repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE_WITH_ALIASES, first.clone())).await;
         let ids = repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE_IDS, first)).await;
-        Some((aliased, ids))
+        let order = json!({ "id": seeded.assigned_order.clone().expect("an assigned order") });
+        let alone = repeat(cli, 1, graphql(&servers, token, ORDER_ALONE, order)).await;
+        Some((aliased, ids, alone))
     } else {
         None
     };
@@ -238,8 +244,9 @@ async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
     println!("  p99 ratio {:.2} (target ≤ 2)", s2.p99.as_secs_f64() / b1.p99.as_secs_f64());
     let statements = fixture.statements_per_page(&seeded, RESIDENT_PAGE, &[20, 100]).await;
     println!("  SQL statements per request: first: 20 → {}, first: 100 → {}", statements[0], statements[1]);
-    if let Some((aliased, ids)) = parts {
+    if let Some((aliased, ids, alone)) = parts {
         print_breakdown(&b1, &s2, &aliased, &ids);
+        println!("  an order read alone with its unit, building and assignee, 1 client: {alone}");
     }
 }
 

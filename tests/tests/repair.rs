@@ -1900,6 +1900,26 @@ async fn a_list_reads_the_unit_building_and_assignee_with_its_page() {
 }
 
 #[tokio::test]
+async fn an_order_read_alone_reads_its_unit_building_and_assignee_in_its_statement() {
+    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let cast = Cast::home(&app).await;
+    let order = cast.report(&cast.owner, &unit(&app, "1-101"), "单独读取的工单").await;
+    cast.advance(&order, &cast.owner, "ASSIGNED").await;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    let token = Some(cast.supervisor.token.as_str());
+    let bare = "query($id: ID!) { repairOrder(id: $id) { id state } }";
+    let shown = "query($id: ID!) { repairOrder(id: $id) { id unit { number building { name } } building { name } assignee { name } } }";
+    let (_, for_order) = app.count_queries(app.graphql(token, bare, json!({ "id": order }))).await;
+    let (body, for_related) = app.count_queries(app.graphql(token, shown, json!({ "id": order }))).await;
+    let shown = &body["data"]["repairOrder"];
+    assert_eq!(shown["unit"]["number"], "1-101", "{body}");
+    assert_eq!(shown["unit"]["building"]["name"], shown["building"]["name"], "{body}");
+    assert!(shown["building"]["name"].is_string(), "{body}");
+    assert_eq!(shown["assignee"]["name"], "赵师傅", "{body}");
+    assert_eq!(for_related, for_order, "the related rows come with the order, in its statement");
+}
+
+#[tokio::test]
 async fn the_total_count_is_only_counted_when_asked_for() {
     let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
     let cast = Cast::home(&app).await;
@@ -2007,11 +2027,12 @@ async fn every_field_of_a_listed_order_shows_what_the_order_itself_shows() {
     }
 }
 
-/// A list reads only the columns of each order's unit, building and assignee
-/// that it shows; each of their fields must still show what it shows when the
-/// order is read alone, and a row read for some fields must not serve others.
+/// An order read alone or in a list reads only the columns of its unit,
+/// building and assignee that it shows, in its own statement; each of their
+/// fields must still show what it shows when that unit, building or person is
+/// read on its own, and a row read for some fields must not serve others.
 #[tokio::test]
-async fn every_field_of_a_listed_orders_unit_building_and_assignee_shows_what_the_order_itself_shows() {
+async fn every_field_of_an_orders_unit_building_and_assignee_shows_what_it_shows_read_on_its_own() {
     let app = spawn_app().await;
     let cast = Cast::home(&app).await;
     let description = "列表里的单元楼栋和师傅";
@@ -2019,6 +2040,29 @@ async fn every_field_of_a_listed_orders_unit_building_and_assignee_shows_what_th
     cast.advance(&order, &cast.owner, "ASSIGNED").await;
     let token = Some(cast.supervisor.token.as_str());
     let filter = json!({ "filter": { "text": description } });
+    let related_ids = app
+        .data(
+            token,
+            "query($id: ID!) { repairOrder(id: $id) { unit { id } building { id } assignee { id } } }",
+            json!({ "id": order }),
+        )
+        .await;
+    // Each read on its own: the unit and building by id, the technician from
+    // the list of staff.
+    let on_its_own = async |related: &str, selection: &str| -> Value {
+        let id = &related_ids["repairOrder"][related]["id"];
+        if related == "assignee" {
+            let staff = app
+                .data(token, &format!("{{ staffMembers(first: 100) {{ nodes {{ id {selection} }} }} }}"), json!({}))
+                .await;
+            let nodes = staff["staffMembers"]["nodes"].as_array().expect("staff");
+            return nodes.iter().find(|node| node["id"] == *id).cloned().expect("the technician among the staff");
+        }
+        let read = app
+            .data(token, &format!("query($id: ID!) {{ {related}(id: $id) {{ {selection} }} }}"), json!({ "id": id }))
+            .await;
+        read[related].clone()
+    };
     for (related, type_name) in [("unit", "Unit"), ("building", "Building"), ("assignee", "User")] {
         let described = app
             .data(
@@ -2040,16 +2084,17 @@ async fn every_field_of_a_listed_orders_unit_building_and_assignee_shows_what_th
                 continue;
             }
             let selection = selecting(field);
+            let expected = &on_its_own(related, &selection).await[name];
+            assert!(!expected.is_null(), "{related}.{name} is set: {expected}");
             let shown = format!("{related} {{ {selection} }}");
-            let whole = app
+            let alone = app
                 .data(
                     token,
                     &format!("query($id: ID!) {{ repairOrder(id: $id) {{ {shown} }} }}"),
                     json!({ "id": order }),
                 )
                 .await;
-            let expected = &whole["repairOrder"][related][name];
-            assert!(!expected.is_null(), "{related}.{name} is set: {whole}");
+            assert_eq!(&alone["repairOrder"][related][name], expected, "{related}.{name} of the order read alone");
             for (document, node) in listed_forms(&shown) {
                 let listed = app.data(token, &document, filter.clone()).await;
                 let node = listed["repairOrders"].pointer(node).unwrap_or_else(|| panic!("{document}: {listed}"));

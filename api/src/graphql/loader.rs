@@ -74,9 +74,10 @@ pub fn columns_named<E: EntityTrait>(names: impl IntoIterator<Item = Option<&'st
     E::Column::iter().filter(|column| read.contains(&column.as_str())).collect()
 }
 
-/// Rows the request has already read, joined into a page query, by table and
-/// id, each with the columns it holds: nested fields of that page resolve from
-/// them without another statement when the row holds what they read.
+/// Rows the request has already read, joined into the query of a page or of
+/// a single object, by table and id, each with the columns it holds: nested
+/// fields resolve from them without another statement when the row holds what
+/// they read.
 #[derive(Default)]
 pub struct RowsRead(Mutex<HashMap<(TypeId, i64), Held>>);
 

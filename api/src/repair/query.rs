@@ -24,7 +24,11 @@ impl RepairQuery {
     async fn repair_order(&self, ctx: &Context<'_>, id: ID) -> Result<RepairOrder> {
         let principal = ctx.principal()?;
         let id = ids::decode(Kind::RepairOrder, &id, "id")?;
-        Ok(RepairOrder(service::find(ctx.db(), principal, id).await?))
+        let Some(rows_read) = ctx.data_opt::<RowsRead>() else {
+            return Ok(RepairOrder(service::find(ctx.db(), principal, id).await?));
+        };
+        let related = Shown::under(&[ctx.field()]).columns();
+        Ok(RepairOrder(service::find_with_related(ctx.db(), principal, id, &related, rows_read).await?))
     }
 
     /// Repair orders the viewer may see, oldest first: a resident their units'
@@ -64,21 +68,43 @@ impl RepairQuery {
         // each order's unit, building or assignee reads the columns of theirs it
         // shows with the page, in one statement.
         let columns = repair_order::Entity::columns_read_by(selected_under(&nodes));
-        let shown = |name: &'static str| -> Vec<SelectionField<'_>> {
-            selected_under(&nodes).filter(|field| field.name() == name).collect()
-        };
-        let (units, assignees) = (shown("unit"), shown("assignee"));
-        // A unit stands in its order's building: that one join serves both, with
-        // the columns either shows.
-        let mut buildings = shown("building");
-        buildings.extend(selected_under(&units).filter(|field| field.name() == "building"));
-        let related = service::RelatedShown {
-            unit: (!units.is_empty()).then(|| unit::Entity::columns_read_by(selected_under(&units))),
-            building: (!buildings.is_empty()).then(|| building::Entity::columns_read_by(selected_under(&buildings))),
-            assignee: (!assignees.is_empty()).then(|| user::Entity::columns_read_by(selected_under(&assignees))),
-        };
+        let related = Shown::under(&nodes).columns();
         let join_related = ctx.data_opt::<RowsRead>().map(|rows_read| (&related, rows_read));
         Ok(service::list(ctx.db(), principal, filter, request, &columns, join_related).await?)
+    }
+}
+
+/// Where orders' selections show their unit, building and assignee.
+struct Shown<'a> {
+    units: Vec<SelectionField<'a>>,
+    buildings: Vec<SelectionField<'a>>,
+    assignees: Vec<SelectionField<'a>>,
+}
+
+impl<'a> Shown<'a> {
+    /// In the selections of `orders`, each a field whose value is an order.
+    fn under(orders: &[SelectionField<'a>]) -> Self {
+        let named = |name: &'static str| -> Vec<SelectionField<'a>> {
+            selected_under(orders).filter(|field| field.name() == name).collect()
+        };
+        let units = named("unit");
+        // A unit stands in its order's building: one join serves both, with
+        // the columns either shows.
+        let mut buildings = named("building");
+        buildings.extend(selected_under(&units).filter(|field| field.name() == "building"));
+        Self { units, buildings, assignees: named("assignee") }
+    }
+
+    /// The columns of each that the fields showing it read.
+    fn columns(&self) -> service::RelatedShown {
+        fn read_by<E: ColumnsRead>(shown: &[SelectionField<'_>]) -> Option<Vec<E::Column>> {
+            (!shown.is_empty()).then(|| E::columns_read_by(selected_under(shown)))
+        }
+        service::RelatedShown {
+            unit: read_by::<unit::Entity>(&self.units),
+            building: read_by::<building::Entity>(&self.buildings),
+            assignee: read_by::<user::Entity>(&self.assignees),
+        }
     }
 }
 

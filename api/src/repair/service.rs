@@ -11,8 +11,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, JoinType,
-    QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, TryIntoModel,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Iterable,
+    JoinType, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, TryIntoModel,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr},
 };
 
@@ -65,6 +65,22 @@ pub async fn find(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> 
         .one(db)
         .await?
         .ok_or(ApiError::NotFound("repair order"))
+}
+
+/// Like [`find`], and reads the order's unit, building and assignee as far as
+/// `shown` shows them in the same statement, keeping them in `rows_read`: its
+/// nested fields then wait for no batch loader (an order's detail in the apps).
+pub async fn find_with_related(
+    db: &DatabaseConnection,
+    principal: &Principal,
+    id: i64,
+    shown: &RelatedShown,
+    rows_read: &RowsRead,
+) -> ApiResult<repair_order::Model> {
+    let order = repair_order::Entity::find_by_id(id).filter(visible(principal));
+    let columns: Vec<_> = repair_order::Column::iter().collect();
+    let found = read_page(db, order, &columns, Some((shown, rows_read))).await?;
+    found.into_iter().next().ok_or(ApiError::NotFound("repair order"))
 }
 
 pub struct Filter {
@@ -195,7 +211,7 @@ fn unread_order() -> repair_order::Model {
     }
 }
 
-/// The columns of each order's unit, building and assignee a list shows
+/// The columns of each order's unit, building and assignee a selection shows
 /// beside it (see `ColumnsRead`); `None` for one it does not show.
 pub struct RelatedShown {
     pub unit: Option<Vec<unit::Column>>,
