@@ -1,10 +1,11 @@
 //! Database helpers shared by the services.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    sqlx::{self, Executor},
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
@@ -21,6 +22,12 @@ use crate::error::{ApiError, ApiResult};
 /// commit: each writes inside a savepoint of one open transaction, which is
 /// committed once every writer that was waiting when the first finished has
 /// had its turn. A writer is answered only after that commit.
+///
+/// Several instances on one SQLite file meet at its write lock. SQLite's own
+/// wait sleeps longer after each try (up to 100 ms), while the instance
+/// holding the lock takes it again the moment its next writer arrives; so a
+/// writer's connection waits 1 ms at a time, and its BEGIN is retried until
+/// [`LOCK_WAIT`] runs out.
 ///
 /// PostgreSQL locks rows: no queue, one commit per writer.
 #[derive(Clone)]
@@ -74,18 +81,60 @@ impl WriteQueue {
         }
         let open = match turn.shared.open.take() {
             Some(open) => open,
-            None => {
-                let mode = TransactionOptions {
-                    sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                    ..TransactionOptions::default()
-                };
-                turn.shared.writer.begin_with_options(mode).await?
-            }
+            None => begin_immediate(&turn.shared.writer).await?,
         };
         let savepoint = open.begin().await;
         turn.shared.open = Some(open);
         Ok(Write { txn: savepoint?, turn: Some(turn) })
     }
+}
+
+/// How long a statement waits for a lock another connection holds.
+pub const LOCK_WAIT: Duration = Duration::from_secs(10);
+
+/// Sets up SQLite's writer connection: it waits 1 ms for the write lock, so
+/// that [`begin_immediate`] tries again at once rather than after SQLite's
+/// ever longer sleeps.
+pub fn sqlite_writer_options(options: &mut ConnectOptions) {
+    options.map_sqlx_sqlite_pool_opts(|pool| {
+        pool.after_connect(|connection, _| {
+            Box::pin(async move { connection.execute("PRAGMA busy_timeout = 1").await.map(drop) })
+        })
+    });
+}
+
+/// Begins the shared transaction, taking the write lock, and retries while
+/// another process holds it, for up to [`LOCK_WAIT`].
+async fn begin_immediate(writer: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    let mode =
+        TransactionOptions { sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate), ..Default::default() };
+    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+    loop {
+        let tried = tokio::time::Instant::now();
+        match writer.begin_with_options(mode).await {
+            Err(err) if is_busy(&err) && tried < deadline => {
+                // Should SQLite answer busy without waiting, wait here instead.
+                tokio::time::sleep_until(tried + Duration::from_millis(1)).await;
+            }
+            begun => return begun,
+        }
+    }
+}
+
+/// SQLITE_BUSY, with any of its extended codes: another connection holds the lock.
+fn is_busy(err: &DbErr) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    let (DbErr::Conn(RuntimeErr::SqlxError(err))
+    | DbErr::Exec(RuntimeErr::SqlxError(err))
+    | DbErr::Query(RuntimeErr::SqlxError(err))) = err
+    else {
+        return false;
+    };
+    let code = match err.as_ref() {
+        sqlx::Error::Database(database) => database.code().and_then(|code| code.parse::<i32>().ok()),
+        _ => None,
+    };
+    code.is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
 /// A transaction that is going to write: on SQLite a savepoint within the
@@ -390,6 +439,35 @@ mod tests {
         finished(first).await.expect("first writer");
         finished(third).await.expect("third writer");
         assert_eq!(committed(&reader).await, vec![1, 3]);
+    }
+
+    /// A writer connection set up as the server's.
+    async fn writer_connection(path: &Path) -> DatabaseConnection {
+        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
+        options
+            .max_connections(1)
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|opts| opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(LOCK_WAIT));
+        sqlite_writer_options(&mut options);
+        Database::connect(options).await.expect("connect")
+    }
+
+    #[tokio::test]
+    async fn a_writer_of_another_instance_on_the_same_file_waits_for_the_write_lock() {
+        let (dir, reader, _) = numbers().await;
+        let path = dir.path().join("numbers.db");
+        let (this_instance, other_instance) =
+            (WriteQueue::sqlite(writer_connection(&path).await), WriteQueue::sqlite(writer_connection(&path).await));
+        let (first, first_go) = holding(&this_instance, 1);
+        settle().await;
+        let second = inserting(&other_instance, &[2]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!second.is_finished(), "the other instance's writer waits while the lock is held");
+
+        first_go.send(()).expect("first writer waits");
+        finished(first).await.expect("first writer");
+        finished(second).await.expect("the other instance's writer, once the lock is free");
+        assert_eq!(committed(&reader).await, vec![1, 2]);
     }
 
     #[tokio::test]

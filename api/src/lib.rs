@@ -98,6 +98,7 @@ async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection
     let mut options = connect_options(settings);
     let wait = settings.execution_timeout.max(POOL_ACQUIRE_TIMEOUT);
     options.min_connections(1).max_connections(1).acquire_timeout(wait);
+    db::sqlite_writer_options(&mut options);
     Database::connect(options).await
 }
 
@@ -109,7 +110,7 @@ fn connect_options(settings: &Settings) -> ConnectOptions {
         // instead of failing with "database is locked".
         .map_sqlx_sqlite_opts(|opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(10))
+                .busy_timeout(db::LOCK_WAIT)
                 .foreign_keys(true)
         });
     if let Some(schema) = &settings.database_schema {
