@@ -24,11 +24,14 @@ impl RepairQuery {
     async fn repair_order(&self, ctx: &Context<'_>, id: ID) -> Result<RepairOrder> {
         let principal = ctx.principal()?;
         let id = ids::decode(Kind::RepairOrder, &id, "id")?;
-        let Some(rows_read) = ctx.data_opt::<RowsRead>() else {
-            return Ok(RepairOrder(service::find(ctx.db(), principal, id).await?));
-        };
         let related = Shown::under(&[ctx.field()]).columns();
-        Ok(RepairOrder(service::find_with_related(ctx.db(), principal, id, &related, rows_read).await?))
+        let order = match ctx.data_opt::<RowsRead>() {
+            Some(rows_read) if related.any() => {
+                service::find_with_related(ctx.db(), principal, id, &related, rows_read).await?
+            }
+            _ => service::find(ctx.db(), principal, id).await?,
+        };
+        Ok(RepairOrder(order))
     }
 
     /// Repair orders the viewer may see, oldest first: a resident their units'

@@ -220,6 +220,11 @@ pub struct RelatedShown {
 }
 
 impl RelatedShown {
+    /// Whether the selection shows any of them.
+    pub fn any(&self) -> bool {
+        self.unit.is_some() || self.building.is_some() || self.assignee.is_some()
+    }
+
     /// Reads the rows shown, by position from the row's columns `first..` in
     /// the order [`with_related`] selects them after the order's, and keeps
     /// them; their unread columns hold placeholders no shown field reads.
