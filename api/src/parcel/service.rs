@@ -182,7 +182,7 @@ async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiRes
     Ok(audience::people(db, groups, []).await?)
 }
 
-/// Appends the event; the last step of a write, like every append (see `events::append`).
+/// Appends the parcel's event for its recipients, in the write's transaction.
 async fn announce(txn: &impl ConnectionTrait, parcel: &parcel::Model, kind: &'static str) -> ApiResult<()> {
     let recipients = recipients(txn, parcel).await?;
     events::append(txn, vec![announcement(parcel, kind, recipients)]).await?;
