@@ -10,6 +10,7 @@ mod m20261123_000004_idempotency_keys;
 mod m20261123_000005_emergency_contacts_version;
 mod m20261130_000006_parcel_tracking_number_index;
 mod m20261205_000007_event_drafts;
+mod m20261205_000008_number_drafts_after_commit;
 
 pub struct Migrator;
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_emergency_contacts_version::Migration),
             Box::new(m20261130_000006_parcel_tracking_number_index::Migration),
             Box::new(m20261205_000007_event_drafts::Migration),
+            Box::new(m20261205_000008_number_drafts_after_commit::Migration),
         ]
     }
 }

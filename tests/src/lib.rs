@@ -167,6 +167,12 @@ impl TestApp {
         }
     }
 
+    /// Returns once every event committed so far is in the outbox, which
+    /// PostgreSQL fills just after the writers' commits.
+    pub async fn settle_events(&self) {
+        self.context.events.position_now().await.expect("number the committed events");
+    }
+
     /// How many SQL statements the server ran while `work` ran.
     pub async fn count_queries<F: std::future::Future>(&self, work: F) -> (F::Output, u64) {
         let before = self.queries.load(Ordering::SeqCst);

@@ -1107,7 +1107,7 @@ async fn build_world(app: &TestApp) -> World {
 }
 
 /// Every row of the tables these fields touch, in a comparable form.
-async fn snapshot(db: &DatabaseConnection) -> Vec<String> {
+async fn snapshot(app: &TestApp) -> Vec<String> {
     async fn rows<E>(db: &DatabaseConnection) -> Vec<String>
     where
         E: EntityTrait,
@@ -1118,6 +1118,8 @@ async fn snapshot(db: &DatabaseConnection) -> Vec<String> {
         rows.sort();
         rows
     }
+    app.settle_events().await;
+    let db = &app.db;
     let mut all = Vec::new();
     all.extend(rows::<building::Entity>(db).await);
     all.extend(rows::<unit::Entity>(db).await);
@@ -1175,7 +1177,7 @@ async fn ids_out_of_reach_read_as_not_found_and_change_nothing() {
         tokens.insert(key, token);
     }
 
-    let mut reference = snapshot(&app.db).await;
+    let mut reference = snapshot(&app).await;
     let mut failures = Vec::new();
     let mut tried = 0;
     for (key, who) in CALLERS {
@@ -1202,7 +1204,7 @@ async fn ids_out_of_reach_read_as_not_found_and_change_nothing() {
                 }
             }
             if probe.document.starts_with("mutation") {
-                let now = snapshot(&app.db).await;
+                let now = snapshot(&app).await;
                 if now != reference {
                     failures.push(format!("{key} {} changed the database", probe.path));
                     reference = now;
@@ -1355,7 +1357,9 @@ enum Table {
     Event,
 }
 
-async fn counts(db: &DatabaseConnection, tables: &[Table]) -> Vec<u64> {
+async fn counts(app: &TestApp, tables: &[Table]) -> Vec<u64> {
+    app.settle_events().await;
+    let db = &app.db;
     let mut counts = Vec::with_capacity(tables.len());
     for table in tables {
         counts.push(match table {
@@ -1429,7 +1433,7 @@ impl Fuzz {
 
     async fn check(&self, document: &str, tables: &[Table], case: Case) -> Result<(), TestCaseError> {
         let app = self.app();
-        let before = counts(&app.db, tables).await;
+        let before = counts(app, tables).await;
         let token = case.caller.map(|key| self.tokens[key].as_str());
         let request = operation(document, case.variables).to_string();
         let response = post(app, token, Some("application/json"), request).await;
@@ -1437,7 +1441,7 @@ impl Fuzz {
         prop_assert!(!status.is_server_error(), "answered {}", status);
         let body: Value =
             response.json().await.map_err(|err| TestCaseError::fail(format!("{status}, not JSON: {err}")))?;
-        let after = counts(&app.db, tables).await;
+        let after = counts(app, tables).await;
         match body.get("errors").map(|errors| errors.as_array().cloned().unwrap_or_default()) {
             Some(errors) => {
                 prop_assert!(!errors.is_empty(), "an empty error list: {}", body);

@@ -55,6 +55,7 @@ async fn parcels(app: &TestApp) -> u64 {
 }
 
 async fn events(app: &TestApp) -> u64 {
+    app.settle_events().await;
     event::Entity::find().count(&app.db).await.expect("count events")
 }
 

@@ -7,7 +7,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
-use api::events::{cursor, relay};
+use api::events::cursor;
 use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::join_all;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
@@ -286,7 +286,7 @@ async fn oauth(app: &TestApp, form: &[(&str, &str)], basic: Option<(&str, &str)>
 const EVENTS: &str = "subscription($after: String) { parcelEvents(after: $after) { cursor kind occurredAt parcel { id status trackingNumber pickupCode unit { number } } } }";
 
 async fn now_cursor(app: &TestApp) -> String {
-    cursor::encode(relay::high_water_mark(&app.db).await.expect("high-water mark"))
+    cursor::encode(app.context.events.position_now().await.expect("position"))
 }
 
 /// A phone or desk screen subscribed to `parcelEvents` after `after`.

@@ -8,7 +8,7 @@ use std::{collections::HashMap, time::Duration};
 
 use api::{
     demo::SeededCommunity,
-    events::{NewEvent, cursor, relay},
+    events::{NewEvent, cursor},
 };
 use entity::{event, unit_membership};
 use futures_util::future::join_all;
@@ -115,7 +115,7 @@ impl Phone {
 /// exactly what happens from now on, however long the subscription takes to
 /// start listening.
 async fn now_cursor(app: &TestApp) -> String {
-    cursor::encode(relay::high_water_mark(&app.db).await.expect("high-water mark"))
+    cursor::encode(app.context.events.position_now().await.expect("position"))
 }
 
 async fn submit(app: &TestApp, token: &str, unit: &str) -> String {
@@ -309,7 +309,7 @@ async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
     for (key, unit) in placed {
         orders.push((key, submit(&app, &tokens[key], unit).await));
     }
-    let before_changes = relay::high_water_mark(&app.db).await.expect("high-water mark");
+    let before_changes = app.context.events.position_now().await.expect("position");
 
     // Twenty changes, five lifecycles side by side, while the supervisor and
     // the owner subscribe from `start` once the first few have committed.
@@ -324,7 +324,7 @@ async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
     }));
     let subscribe = async {
         let deadline = tokio::time::Instant::now() + EVENT_WAIT;
-        while relay::high_water_mark(&app.db).await.expect("high-water mark") < before_changes + 4
+        while app.context.events.position_now().await.expect("position") < before_changes + 4
             && tokio::time::Instant::now() < deadline
         {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -364,12 +364,12 @@ async fn subscribing_while_orders_change_misses_nothing_and_repeats_nothing() {
 /// An event whose transaction commits late is delivered, and in the order
 /// events became visible: none is skipped, none overtakes one already sent.
 /// On SQLite writers take turns, so a submission waits for the transaction
-/// that appended first and comes after it. PostgreSQL numbers events as their
-/// transactions commit, so the submission does not wait and comes first.
+/// that appended first and comes after it. PostgreSQL numbers events after
+/// their transactions commit, so the submission does not wait and comes first.
 #[tokio::test]
 async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     let app = spawn_app().await;
-    let numbered_at_commit = app.db.get_database_backend() == DbBackend::Postgres;
+    let numbered_after_commit = app.db.get_database_backend() == DbBackend::Postgres;
     let tenant = app.token("tenant").await;
     let tenant_id = app.home.account("tenant").user_id;
     let existing = submit(&app, &tenant, "1-102").await;
@@ -419,7 +419,7 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
         writer.await.expect("task").expect("commit");
     };
     let mut live = Vec::new();
-    let body = if numbered_at_commit {
+    let body = if numbered_after_commit {
         let body = tokio::time::timeout(EVENT_WAIT, second).await.expect("the submission does not wait").expect("task");
         live.extend(phone.exactly(1).await);
         let_the_writer_commit().await;
@@ -434,7 +434,7 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
     let second = body["data"]["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("order id").to_owned();
     live.extend(phone.exactly(2 - live.len()).await);
 
-    let wanted = if numbered_at_commit {
+    let wanted = if numbered_after_commit {
         expected(&[("SUBMITTED", &second), ("STARTED", &existing)])
     } else {
         expected(&[("STARTED", &existing), ("SUBMITTED", &second)])
@@ -595,6 +595,7 @@ async fn append_burst(
     let events = (0..count).flat_map(|_| [event(recipient, order), event(bystander, their_order)]).collect();
     app.context.writers.write(async |txn| Ok(api::events::append(txn, events).await?)).await.expect("append");
     app.context.events.committed();
+    app.settle_events().await;
     let appended = event::Entity::find()
         .filter(event::Column::EntityId.eq(order_number(order)))
         .filter(event::Column::Kind.eq("OVERDUE"))

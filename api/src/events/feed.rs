@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{OutboxEvent, relay};
+use super::OutboxEvent;
 use crate::{AppContext, error::ApiError};
 
 const REPLAY_PAGE: u64 = 200;
@@ -32,7 +32,7 @@ pub fn feed(
     stream! {
         let mut position = match after {
             Some(after) => after,
-            None => match Box::pin(relay::high_water_mark(&app.db)).await {
+            None => match Box::pin(app.events.position_now()).await {
                 Ok(high) => high,
                 Err(err) => { yield Err(err.into()); return; }
             },

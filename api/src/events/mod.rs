@@ -6,6 +6,7 @@
 pub mod audience;
 pub mod cursor;
 pub mod feed;
+pub mod numbering;
 pub mod outbox;
 mod redis_fanout;
 pub mod relay;
@@ -17,7 +18,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::{Notify, broadcast};
 
 pub use self::outbox::{NewEvent, append};
@@ -97,13 +98,33 @@ impl Router {
 /// the means to wake the relay.
 pub struct EventBus {
     router: Router,
-    wake: Arc<Notify>,
+    db: DatabaseConnection,
+    doorbell: Doorbell,
+    /// On PostgreSQL, wakes this instance's numberer, which rings the
+    /// doorbell once the committed drafts are in the outbox.
+    drafts: Option<Arc<Notify>>,
+}
+
+/// Wakes this instance's relay now and, through Redis, the others'.
+#[derive(Clone)]
+struct Doorbell {
+    relay: Arc<Notify>,
     redis: Option<redis_fanout::Publisher>,
 }
 
+impl Doorbell {
+    fn ring(&self) {
+        self.relay.notify_one();
+        if let Some(redis) = &self.redis {
+            redis.announce();
+        }
+    }
+}
+
 impl EventBus {
-    /// Starts the relay (and, with a Redis URL, the Redis fan-out) on the
-    /// current runtime, delivering events committed from now on.
+    /// Starts the relay (and, with a Redis URL, the Redis fan-out; on
+    /// PostgreSQL, the numberer) on the current runtime, delivering events
+    /// committed from now on.
     pub async fn start(
         db: DatabaseConnection,
         buffer: usize,
@@ -114,8 +135,11 @@ impl EventBus {
         let router = Router::new(buffer);
         let wake = Arc::new(Notify::new());
         let redis = redis_url.map(|url| redis_fanout::start(url, redis_prefix, wake.clone())).transpose()?;
-        relay::start(db, router.clone(), wake.clone(), poll_interval).await?;
-        Ok(Self { router, wake, redis })
+        relay::start(db.clone(), router.clone(), wake.clone(), poll_interval).await?;
+        let doorbell = Doorbell { relay: wake, redis };
+        let drafts = (db.get_database_backend() == DbBackend::Postgres)
+            .then(|| numbering::start(db.clone(), doorbell.clone(), poll_interval));
+        Ok(Self { router, db, doorbell, drafts })
     }
 
     /// Live events addressed to `user_id`, from now on.
@@ -123,13 +147,27 @@ impl EventBus {
         self.router.subscribe(user_id)
     }
 
-    /// Call after committing a transaction that appended events: wakes this
-    /// instance's relay now and, through Redis, the others.
+    /// Call after committing a transaction that appended events: they reach
+    /// this instance's relay now and, through Redis, the others'.
     pub fn committed(&self) {
-        self.wake.notify_one();
-        if let Some(redis) = &self.redis {
-            redis.announce();
+        match &self.drafts {
+            Some(drafts) => drafts.notify_one(),
+            None => self.doorbell.ring(),
         }
+    }
+
+    /// The sequence number of the last event committed so far: a feed that
+    /// starts after it receives nothing committed before this call. On
+    /// PostgreSQL the drafts committed so far are numbered first.
+    pub async fn position_now(&self) -> Result<i64, DbErr> {
+        if self.drafts.is_none() {
+            return relay::high_water_mark(&self.db).await;
+        }
+        let (numbered, last_seq) = numbering::number_drafts(&self.db).await?;
+        if numbered > 0 {
+            self.doorbell.ring();
+        }
+        Ok(last_seq)
     }
 }
 

@@ -19,9 +19,10 @@ pub struct NewEvent {
     pub recipients: Vec<i64>,
 }
 
-/// Appends events in the caller's transaction. They are numbered from the
-/// outbox counter, whose lock is held from the bump to the commit, so events
-/// commit in `seq` order and none can appear behind a later one.
+/// Appends events in the caller's transaction. Events commit in `seq` order,
+/// so none can appear behind a later one: on SQLite they are numbered from
+/// the outbox counter, whose lock is held from the bump to the commit; on
+/// PostgreSQL they are numbered after the commit (see `numbering`).
 pub async fn append(txn: &impl ConnectionTrait, mut events: Vec<NewEvent>) -> Result<(), DbErr> {
     if events.is_empty() {
         return Ok(());
@@ -37,11 +38,10 @@ pub async fn append(txn: &impl ConnectionTrait, mut events: Vec<NewEvent>) -> Re
     }
 }
 
-/// On PostgreSQL the events are inserted as drafts, in one statement; the
-/// `publish_event_draft` trigger numbers them and moves them into the outbox
-/// inside COMMIT (migration `m20261205_000007_event_drafts`), so concurrent
-/// writers queue for the counter's lock only while PostgreSQL commits, never
-/// while a writer is still sending statements.
+/// On PostgreSQL the events are inserted as drafts, in one statement, and
+/// numbered into the outbox after the commit by `numbering`, in a short
+/// transaction of its own; so writers never queue for the counter's lock and
+/// their commits share WAL flushes.
 async fn append_drafts(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now: DateTime<Utc>) -> Result<(), DbErr> {
     const SQL: &str = "INSERT INTO event_draft (community_id, kind, entity_type, entity_id, created_at, recipients)
         SELECT new.community_id, new.kind, new.entity_type, new.entity_id, $1,

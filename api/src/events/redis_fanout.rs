@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc};
 
 const RETRY: Duration = Duration::from_secs(1);
 
+#[derive(Clone)]
 pub struct Publisher {
     doorbell: mpsc::Sender<()>,
 }
