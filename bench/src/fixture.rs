@@ -71,6 +71,16 @@ impl Fixture {
         Self { settings, db, instances, _dir: dir }
     }
 
+    /// Drops the PostgreSQL schema the run created, so runs do not pile up
+    /// in the database; SQLite's file goes with its temporary directory.
+    pub async fn remove(self) {
+        if let Some(schema) = &self.settings.database_schema
+            && let Err(err) = self.db.execute_unprepared(&format!("DROP SCHEMA {schema} CASCADE")).await
+        {
+            eprintln!("could not drop schema {schema}: {err}");
+        }
+    }
+
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }

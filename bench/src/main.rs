@@ -145,6 +145,7 @@ async fn measure(cli: &Cli) {
         Scenario::S5 { subscribers, rate, .. } => fanout::s5(&fixture, *subscribers, *rate, cli.seconds).await,
         Scenario::ServeApi | Scenario::ServeBaselines { .. } => unreachable!("handled in main"),
     }
+    fixture.remove().await;
 }
 
 /// The median of `cli.runs` runs of `make` at `clients` concurrent clients.
