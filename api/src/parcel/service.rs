@@ -223,15 +223,6 @@ fn waiting_with_pickup_code(community_id: i64, code: &str) -> Select<parcel::Ent
         .filter(parcel::Column::PickupCode.eq(code))
 }
 
-/// The community's parcel with this tracking number that is still held,
-/// found through the unique index on held parcels' tracking numbers.
-fn held_with_tracking_number(community_id: i64, tracking_number: &str) -> Select<parcel::Entity> {
-    parcel::Entity::find()
-        .filter(parcel::Column::CommunityId.eq(community_id))
-        .filter(parcel::Column::TrackingNumber.eq(tracking_number))
-        .filter(status_is(&[ParcelStatus::Waiting, ParcelStatus::Unidentified]))
-}
-
 /// `status` is one of `statuses`, written into the SQL rather than bound: a
 /// partial index (such as the unique pickup code among waiting parcels) serves
 /// a query only when the query's own condition proves the index's, which a
@@ -306,12 +297,6 @@ pub async fn register(
         .write(async |txn| {
             let mut registered = Vec::with_capacity(checked.len());
             for (kind, carrier, tracking_number, item_count, recipient_name, location, unit) in checked {
-                let held = held_with_tracking_number(community_id, &tracking_number).count(txn).await? > 0;
-                if held {
-                    return Err(ApiError::conflict(format!(
-                        "tracking number {tracking_number} is already registered and not picked up"
-                    )));
-                }
                 let (status, pickup_code, next_reminder_at) = match unit {
                     Some(_) => (ParcelStatus::Waiting, Some(draw_pickup_code()), Some(first_reminder)),
                     None => (ParcelStatus::Unidentified, None, None),
@@ -365,7 +350,8 @@ pub async fn register(
 /// Inserts a registered parcel with its drawn pickup code, or with another
 /// one while the code is in use: by a waiting parcel, by an earlier parcel of
 /// the same registration, or (on PostgreSQL) by a registration running at the
-/// same time. The unique index decides, so no lookup precedes the insert.
+/// same time. The unique indexes decide, so no lookup precedes the insert: a
+/// tracking number still held, whenever it was registered, is a conflict.
 async fn insert_parcel(txn: &impl ConnectionTrait, mut new_parcel: parcel::ActiveModel) -> ApiResult<parcel::Model> {
     let mut code_taken = OnConflict::columns([parcel::Column::CommunityId, parcel::Column::PickupCode]);
     code_taken.target_and_where(status_is(&[ParcelStatus::Waiting])).do_nothing();
@@ -382,7 +368,10 @@ async fn insert_parcel(txn: &impl ConnectionTrait, mut new_parcel: parcel::Activ
                 new_parcel.pickup_code = Set(Some(draw_pickup_code()));
             }
             Err(err) if is_unique_violation(&err) => {
-                return Err(ApiError::conflict("a parcel with this tracking number was registered at the same time"));
+                let tracking_number = new_parcel.tracking_number.try_as_ref().map_or("", String::as_str);
+                return Err(ApiError::conflict(format!(
+                    "tracking number {tracking_number} is already registered and not picked up"
+                )));
             }
             Err(err) => return Err(err.into()),
         }
@@ -813,16 +802,18 @@ mod tests {
         assert_eq!(second_code.len(), 6);
 
         let held_again = insert_parcel(&db, waiting_parcel(community.id, "SF1", "222222")).await;
-        assert!(matches!(held_again, Err(ApiError::Conflict(_))), "{:?}", held_again.err());
+        let told = match held_again {
+            Err(ApiError::Conflict(message)) => message,
+            other => panic!("{:?}", other.err()),
+        };
+        assert_eq!(told, "tracking number SF1 is already registered and not picked up");
     }
 
     #[tokio::test]
-    async fn code_and_tracking_number_lookups_use_their_unique_indexes() {
+    async fn the_pickup_code_lookup_uses_its_unique_index() {
         let db = migrated_sqlite().await;
         let by_code = plan(&db, waiting_with_pickup_code(1, "123456")).await;
         assert!(by_code.contains("USING INDEX ux_parcel_pickup_code"), "{by_code}");
-        let by_tracking_number = plan(&db, held_with_tracking_number(1, "SF123")).await;
-        assert!(by_tracking_number.contains("USING INDEX ux_parcel_tracking_held"), "{by_tracking_number}");
     }
 
     #[tokio::test]
