@@ -97,7 +97,7 @@ impl RateLimiter {
     pub fn new(prefix: &str, redis_url: Option<&str>) -> Result<Self, redis::RedisError> {
         let redis = redis_url
             .map(|url| {
-                redis::Client::open(url).map(|client| SharedRedis {
+                crate::redis_client(url).map(|client| SharedRedis {
                     client,
                     script: redis::Script::new(REDIS_BUCKET),
                     state: Mutex::new(RedisState::Idle),

@@ -24,7 +24,7 @@ impl Publisher {
 
 /// Starts publishing commits and listening for other instances' commits.
 pub fn start(url: &str, prefix: &str, wake: Arc<Notify>) -> Result<Publisher, redis::RedisError> {
-    let client = redis::Client::open(url)?;
+    let client = crate::redis_client(url)?;
     let channel = format!("{prefix}:events");
     let (doorbell, rings) = mpsc::channel(1);
     tokio::spawn(publish_forever(client.clone(), channel.clone(), rings));
