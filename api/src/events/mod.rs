@@ -6,7 +6,7 @@
 pub mod audience;
 pub mod cursor;
 pub mod feed;
-pub mod numbering;
+mod numbering;
 pub mod outbox;
 mod redis_fanout;
 pub mod relay;

@@ -16,7 +16,7 @@ const BATCH: i64 = 2_000;
 /// Numbers every draft committed so far (`number_event_drafts`, migration
 /// `m20261205_000008_number_drafts_after_commit`). Returns how many it
 /// numbered and the highest committed sequence number after them.
-pub async fn number_drafts(db: &impl ConnectionTrait) -> Result<(i64, i64), DbErr> {
+pub(super) async fn number_drafts(db: &impl ConnectionTrait) -> Result<(i64, i64), DbErr> {
     let mut total = 0;
     loop {
         let statement = Statement::from_sql_and_values(
