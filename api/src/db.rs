@@ -3,9 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
-    QueryResult, RuntimeErr, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
-    sqlx::{self, Executor},
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
+    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, sqlx,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
@@ -92,16 +91,10 @@ impl WriteQueue {
 /// How long a statement waits for a lock another connection holds.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
-/// Sets up SQLite's writer connection: it waits 1 ms for the write lock, so
+/// How long SQLite's writer connection waits for the write lock: briefly, so
 /// that [`begin_immediate`] tries again at once rather than after SQLite's
 /// ever longer sleeps.
-pub fn sqlite_writer_options(options: &mut ConnectOptions) {
-    options.map_sqlx_sqlite_pool_opts(|pool| {
-        pool.after_connect(|connection, _| {
-            Box::pin(async move { connection.execute("PRAGMA busy_timeout = 1").await.map(drop) })
-        })
-    });
-}
+pub const WRITER_LOCK_WAIT: Duration = Duration::from_millis(1);
 
 /// Begins the shared transaction, taking the write lock, and retries while
 /// another process holds it, for up to [`LOCK_WAIT`].
@@ -447,8 +440,7 @@ mod tests {
         options
             .max_connections(1)
             .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|opts| opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(LOCK_WAIT));
-        sqlite_writer_options(&mut options);
+            .map_sqlx_sqlite_opts(|opts| opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(WRITER_LOCK_WAIT));
         Database::connect(options).await.expect("connect")
     }
 

@@ -82,7 +82,7 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
     }
-    let mut options = connect_options(settings);
+    let mut options = connect_options(settings, db::LOCK_WAIT);
     options.max_connections(settings.db_max_connections).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
@@ -95,22 +95,22 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
 /// timeout, which also bounds opening the connection at start: a short
 /// EXECUTION_TIMEOUT must not keep the server from starting.
 async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
-    let mut options = connect_options(settings);
+    let mut options = connect_options(settings, db::WRITER_LOCK_WAIT);
     let wait = settings.execution_timeout.max(POOL_ACQUIRE_TIMEOUT);
     options.min_connections(1).max_connections(1).acquire_timeout(wait);
-    db::sqlite_writer_options(&mut options);
     Database::connect(options).await
 }
 
-fn connect_options(settings: &Settings) -> ConnectOptions {
+/// `sqlite_lock_wait`: how long an SQLite connection waits for a lock
+/// another connection holds before it answers "database is locked".
+fn connect_options(settings: &Settings, sqlite_lock_wait: Duration) -> ConnectOptions {
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
         .sqlx_logging(false)
-        // SQLite: readers do not block the writer, and a writer waits its turn
-        // instead of failing with "database is locked".
-        .map_sqlx_sqlite_opts(|opts| {
+        // SQLite: readers do not block the writer.
+        .map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .busy_timeout(db::LOCK_WAIT)
+                .busy_timeout(sqlite_lock_wait)
                 .foreign_keys(true)
         });
     if let Some(schema) = &settings.database_schema {
