@@ -17,6 +17,15 @@ pub struct Model {
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {}
+pub enum Relation {
+    #[sea_orm(has_many = "super::event_recipient::Entity")]
+    EventRecipient,
+}
+
+impl Related<super::event_recipient::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::EventRecipient.def()
+    }
+}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -632,6 +632,29 @@ async fn a_burst_larger_than_the_broadcast_buffer_loses_nothing() {
 }
 
 #[tokio::test]
+async fn a_live_burst_longer_than_the_relays_batch_arrives_whole() {
+    // A buffer that holds the whole burst: the phone never lags, so every
+    // event comes through the relay, which reads 500 at a time and must go
+    // on to the next 500 at once, not at its next timer.
+    let app = spawn_app_with(|settings| {
+        settings.event_buffer = 1024;
+        settings.event_poll_interval = Duration::from_secs(60);
+    })
+    .await;
+    let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);
+    let mine = submit(&app, &tenant, "1-102").await;
+    let theirs = submit(&app, &owner, "1-101").await;
+    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    phone.expect_quiet(Duration::from_millis(200)).await;
+
+    let tenant_id = app.home.account("tenant").user_id;
+    let owner_id = app.home.account("owner").user_id;
+    let seqs = append_burst(&app, 700, (tenant_id, &mine), (owner_id, &theirs)).await;
+    let received = phone.exactly(700).await;
+    assert_eq!(received.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "all 700 of 1,400, in order, none twice");
+}
+
+#[tokio::test]
 async fn a_replay_longer_than_one_page_returns_everything_in_order() {
     let app = spawn_app().await;
     let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);

@@ -3,56 +3,36 @@
 //! local commits and by Redis, and by a timer in any case, so a lost wake-up
 //! only delays delivery.
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use entity::{event, event_recipient, event_stream};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio::sync::Notify;
 
 use super::{OutboxEvent, Router};
 
-const BATCH: u64 = 500;
+const BATCH: i64 = 500;
 
 /// The highest committed sequence number.
 pub async fn high_water_mark(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
     Ok(event_stream::Entity::find_by_id(1).one(db).await?.map(|row| row.last_seq).unwrap_or(0))
 }
 
-/// The next committed events after `after`, oldest first, with recipients.
-/// Committed events always form an unbroken run of `seq` (see `outbox::append`),
-/// so whatever is past the watermark can be read without first asking how far
-/// the run goes.
+/// The next committed events after `after`, oldest first, with recipients,
+/// in one statement. Committed events always form an unbroken run of `seq`
+/// (see `outbox::append`), so the next `BATCH` of them are those numbered up
+/// to `after + BATCH`: a range, which the join with recipients keeps whole,
+/// where a limit on the joined rows would cut an event's recipients short.
 pub async fn load_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<OutboxEvent>, DbErr> {
     let rows = event::Entity::find()
         .filter(event::Column::Seq.gt(after))
-        .order_by_asc(event::Column::Seq)
-        .limit(BATCH)
+        .filter(event::Column::Seq.lte(after + BATCH))
+        .find_with_related(event_recipient::Entity)
         .all(db)
         .await?;
-    with_recipients(db, rows).await
-}
-
-async fn with_recipients(db: &impl ConnectionTrait, rows: Vec<event::Model>) -> Result<Vec<OutboxEvent>, DbErr> {
-    let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-        return Ok(Vec::new());
-    };
-    let mut recipients: HashMap<i64, Vec<i64>> = HashMap::new();
-    let pairs = event_recipient::Entity::find()
-        .filter(event_recipient::Column::EventSeq.gte(first.seq))
-        .filter(event_recipient::Column::EventSeq.lte(last.seq))
-        .all(db)
-        .await?;
-    for pair in pairs {
-        recipients.entry(pair.event_seq).or_default().push(pair.user_id);
-    }
     Ok(rows
         .into_iter()
-        .map(|row| {
-            let users = recipients.remove(&row.seq).unwrap_or_default();
-            OutboxEvent::from_row(row, users)
-        })
+        .map(|(row, recipients)| OutboxEvent::from_row(row, recipients.into_iter().map(|r| r.user_id).collect()))
         .collect())
 }
 
@@ -84,7 +64,7 @@ async fn run(db: DatabaseConnection, router: Router, wake: Arc<Notify>, mut wate
 async fn catch_up(db: &DatabaseConnection, router: &Router, mut watermark: i64) -> Result<i64, DbErr> {
     loop {
         let events = load_after(db, watermark).await?;
-        let more = events.len() as u64 == BATCH;
+        let more = events.len() as i64 == BATCH;
         for event in events {
             watermark = event.seq;
             router.deliver(event);
