@@ -6,7 +6,11 @@
 use std::{sync::Arc, time::Duration};
 
 use entity::{event, event_recipient, event_stream};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, JoinType, QueryFilter,
+    QuerySelect, RelationTrait, SelectTwoMany,
+    sea_query::{Expr, ExprTrait},
+};
 use tokio::sync::Notify;
 
 use super::{OutboxEvent, Router};
@@ -23,17 +27,27 @@ pub async fn high_water_mark(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 /// (see `outbox::append`), so the next `BATCH` of them are those numbered up
 /// to `after + BATCH`: a range, which the join with recipients keeps whole,
 /// where a limit on the joined rows would cut an event's recipients short.
+/// The recipients are bounded by the same range: PostgreSQL does not carry a
+/// range across a join, and without it read every recipient ever recorded.
 pub async fn load_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<OutboxEvent>, DbErr> {
-    let rows = event::Entity::find()
-        .filter(event::Column::Seq.gt(after))
-        .filter(event::Column::Seq.lte(after + BATCH))
-        .find_with_related(event_recipient::Entity)
-        .all(db)
-        .await?;
+    let rows = batch_after(after).all(db).await?;
     Ok(rows
         .into_iter()
         .map(|(row, recipients)| OutboxEvent::from_row(row, recipients.into_iter().map(|r| r.user_id).collect()))
         .collect())
+}
+
+fn batch_after(after: i64) -> SelectTwoMany<event::Entity, event_recipient::Entity> {
+    let last = after + BATCH;
+    let recipients_in_range = event::Relation::EventRecipient.def().on_condition(move |_, recipients| {
+        let event_seq = Expr::col((recipients, event_recipient::Column::EventSeq));
+        Condition::all().add(event_seq.clone().gt(after)).add(event_seq.lte(last))
+    });
+    event::Entity::find()
+        .filter(event::Column::Seq.gt(after))
+        .filter(event::Column::Seq.lte(last))
+        .join(JoinType::LeftJoin, recipients_in_range)
+        .select_with(event_recipient::Entity)
 }
 
 /// Starts the relay on the current runtime, from the current high-water mark.
@@ -72,5 +86,20 @@ async fn catch_up(db: &DatabaseConnection, router: &Router, mut watermark: i64) 
         if !more {
             return Ok(watermark);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbBackend, QueryTrait};
+
+    use super::*;
+
+    #[test]
+    fn a_batch_reads_only_the_recipients_of_its_range() {
+        let sql = batch_after(10).build(DbBackend::Postgres).to_string();
+        let join = sql.split("LEFT JOIN").nth(1).and_then(|rest| rest.split("WHERE").next()).unwrap_or_default();
+        assert!(join.contains(r#""event_recipient"."event_seq" > 10"#), "{sql}");
+        assert!(join.contains(r#""event_recipient"."event_seq" <= 510"#), "{sql}");
     }
 }
