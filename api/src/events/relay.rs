@@ -28,7 +28,8 @@ pub async fn high_water_mark(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
 /// to `after + BATCH`: a range, which the join with recipients keeps whole,
 /// where a limit on the joined rows would cut an event's recipients short.
 /// The recipients are bounded by the same range: PostgreSQL does not carry a
-/// range across a join, and without it read every recipient ever recorded.
+/// range across a join, and without the bound it hashed every recipient ever
+/// recorded.
 pub async fn load_after(db: &impl ConnectionTrait, after: i64) -> Result<Vec<OutboxEvent>, DbErr> {
     let rows = batch_after(after).all(db).await?;
     Ok(rows
