@@ -609,18 +609,33 @@ async fn append_burst(
     seqs
 }
 
-#[tokio::test]
-async fn a_burst_larger_than_the_broadcast_buffer_loses_nothing() {
-    let app = spawn_app_with(|settings| settings.event_buffer = 16).await;
+/// The tenant's phone, subscribed from now, before a burst of `count`
+/// events for the tenant's order, interleaved with as many for the owner's.
+struct LiveBurst {
+    phone: Phone,
+    tenant: String,
+    mine: String,
+    /// The burst's events for the tenant: what the phone should receive.
+    seqs: Vec<i64>,
+}
+
+async fn live_burst(app: &TestApp, count: usize) -> LiveBurst {
     let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);
-    let mine = submit(&app, &tenant, "1-102").await;
-    let theirs = submit(&app, &owner, "1-101").await;
-    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    let mine = submit(app, &tenant, "1-102").await;
+    let theirs = submit(app, &owner, "1-101").await;
+    let mut phone = Phone::open(app, &tenant, "tenant", Some(&now_cursor(app).await)).await;
     phone.expect_quiet(Duration::from_millis(200)).await;
 
     let tenant_id = app.home.account("tenant").user_id;
     let owner_id = app.home.account("owner").user_id;
-    let seqs = append_burst(&app, 60, (tenant_id, &mine), (owner_id, &theirs)).await;
+    let seqs = append_burst(app, count, (tenant_id, &mine), (owner_id, &theirs)).await;
+    LiveBurst { phone, tenant, mine, seqs }
+}
+
+#[tokio::test]
+async fn a_burst_larger_than_the_broadcast_buffer_loses_nothing() {
+    let app = spawn_app_with(|settings| settings.event_buffer = 16).await;
+    let LiveBurst { mut phone, tenant, mine, seqs } = live_burst(&app, 60).await;
     let received = phone.exactly(60).await;
     assert_eq!(received.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "all 60, in order, none twice");
     assert!(received.iter().all(|e| e.kind == "OVERDUE" && e.order == mine), "{received:#?}");
@@ -641,15 +656,7 @@ async fn a_live_burst_longer_than_the_relays_batch_arrives_whole() {
         settings.event_poll_interval = Duration::from_secs(60);
     })
     .await;
-    let (tenant, owner) = (app.token("tenant").await, app.token("owner").await);
-    let mine = submit(&app, &tenant, "1-102").await;
-    let theirs = submit(&app, &owner, "1-101").await;
-    let mut phone = Phone::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
-    phone.expect_quiet(Duration::from_millis(200)).await;
-
-    let tenant_id = app.home.account("tenant").user_id;
-    let owner_id = app.home.account("owner").user_id;
-    let seqs = append_burst(&app, 700, (tenant_id, &mine), (owner_id, &theirs)).await;
+    let LiveBurst { mut phone, seqs, .. } = live_burst(&app, 700).await;
     let received = phone.exactly(700).await;
     assert_eq!(received.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs, "all 700 of 1,400, in order, none twice");
 }
