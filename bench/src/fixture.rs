@@ -370,9 +370,23 @@ fn servers_in_group(group: libc::pid_t) -> Vec<libc::pid_t> {
         .filter(|pid| {
             // SAFETY: getpgid only reads the process table.
             let pid_group = unsafe { libc::getpgid(*pid) };
-            pid_group == group && std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == own_exe)
+            pid_group == group && runs_server(*pid, &own_exe)
         })
         .collect()
+}
+
+/// Whether process `pid` runs this executable: itself, or under valgrind,
+/// whose tool is the process's executable and this one only its argument.
+fn runs_server(pid: libc::pid_t, own_exe: &std::path::Path) -> bool {
+    let Ok(exe) = std::fs::read_link(format!("/proc/{pid}/exe")) else { return false };
+    if exe == own_exe {
+        return true;
+    }
+    let under_valgrind = exe.components().any(|part| part.as_os_str() == "valgrind");
+    under_valgrind
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+            cmdline.split(|byte| *byte == 0).any(|arg| arg == own_exe.as_os_str().as_encoded_bytes())
+        })
 }
 
 pub fn pin_this_process_to_core(core: usize) {
