@@ -79,12 +79,24 @@ pub fn columns_named<E: EntityTrait>(names: impl IntoIterator<Item = Option<&'st
 /// fields resolve from them without another statement when the row holds what
 /// they read.
 #[derive(Default)]
-pub struct RowsRead(Mutex<HashMap<(TypeId, i64), Held>>);
+pub struct RowsRead(Mutex<Kept>);
+
+#[derive(Default)]
+struct Kept {
+    rows: HashMap<(TypeId, i64), Held>,
+    /// The columns each field asking for a kept row reads, by table and
+    /// field: worked out once per field, not once per row it is asked of.
+    needed: HashMap<(TypeId, FieldKey), Vec<&'static str>>,
+}
 
 struct Held {
     columns: Vec<&'static str>,
     row: Box<dyn Any + Send + Sync>,
 }
+
+/// A field of the request's document, by address. The node lives as long as
+/// the request, and selects the same columns whichever row it is asked of.
+pub(crate) type FieldKey = usize;
 
 impl RowsRead {
     /// Keeps `row`, of which only `columns` were read: the others hold
@@ -95,26 +107,32 @@ impl RowsRead {
         E::Model: Send + Sync + 'static,
     {
         let columns = columns.iter().map(|column| column.as_str()).collect();
-        self.rows().insert((TypeId::of::<E::Model>(), id), Held { columns, row: Box::new(row) });
+        self.kept().rows.insert((TypeId::of::<E::Model>(), id), Held { columns, row: Box::new(row) });
     }
 
     /// The row of `E` with this id, if one was kept holding every column
-    /// `needed` names; `needed` is only worked out when such a row was kept.
-    pub(crate) fn get<E>(&self, id: i64, needed: impl FnOnce() -> Vec<E::Column>) -> Option<E::Model>
+    /// `needed` names for `field`; `needed` is only worked out when such a
+    /// row was kept, and once per field.
+    pub(crate) fn get<E>(&self, id: i64, field: FieldKey, needed: impl FnOnce() -> Vec<E::Column>) -> Option<E::Model>
     where
         E: EntityTrait,
         E::Model: Clone + 'static,
     {
-        let rows = self.rows();
-        let held = rows.get(&(TypeId::of::<E::Model>(), id))?;
-        if !needed().iter().all(|column| held.columns.contains(&column.as_str())) {
+        let table = TypeId::of::<E::Model>();
+        let kept = &mut *self.kept();
+        let held = kept.rows.get(&(table, id))?;
+        let needed = kept
+            .needed
+            .entry((table, field))
+            .or_insert_with(|| needed().iter().map(|column| column.as_str()).collect());
+        if !needed.iter().all(|column| held.columns.contains(column)) {
             return None;
         }
         held.row.downcast_ref::<E::Model>().cloned()
     }
 
-    fn rows(&self) -> std::sync::MutexGuard<'_, HashMap<(TypeId, i64), Held>> {
-        // The map stays consistent even if a holder panicked: each insert is whole.
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // The maps stay consistent even if a holder panicked: each insert is whole.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
@@ -127,8 +145,9 @@ where
     E: ColumnsRead,
     E::Model: Clone + Send + Sync + 'static,
 {
+    let field = std::ptr::from_ref(ctx.item) as FieldKey;
     let needed = || E::columns_read_by(ctx.field().selection_set());
-    if let Some(row) = ctx.data_opt::<RowsRead>().and_then(|read| read.get::<E>(id, needed)) {
+    if let Some(row) = ctx.data_opt::<RowsRead>().and_then(|read| read.get::<E>(id, field, needed)) {
         return Ok(Some(row));
     }
     ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>()
