@@ -127,7 +127,8 @@ impl TokenService {
     }
 
     /// Verifies signature, algorithm, expiry, issuer and audience; returns the
-    /// caller and the token's expiry.
+    /// caller and the token's expiry. A token that passed is remembered, and
+    /// only its expiry checked when it comes again.
     pub fn verify(&self, token: &str) -> ApiResult<(Caller, DateTime<Utc>)> {
         let invalid = || ApiError::Unauthenticated("invalid or expired access token");
         let mut verified = self.verified();
