@@ -5,27 +5,72 @@
 //! On a page of orders joined with their unit, building and assignee that took
 //! 20–28 % of the server's time; by position it is one typed read per column.
 
+use std::sync::Arc;
+
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, QueryResult,
     TryIntoModel, Value,
     sqlx::{self, Postgres, Row, Sqlite},
 };
 
-/// `unread` with `columns` read from the row's columns `first..first +
-/// columns.len()`, in that order: a model of which only some columns were
-/// selected.
-pub fn model_with<E>(
-    row: &QueryResult,
-    first: usize,
-    columns: &[E::Column],
-    unread: E::Model,
-) -> Result<E::Model, DbErr>
+/// Columns of `E` read by position, with how to read each worked out once
+/// for all the rows a statement returns, and their names, shared by every
+/// row kept with them.
+pub struct ReadPlan<E: EntityTrait> {
+    columns: Vec<E::Column>,
+    reads: Vec<Option<Read>>,
+    names: Arc<[&'static str]>,
+}
+
+impl<E: EntityTrait> ReadPlan<E> {
+    pub fn new(columns: Vec<E::Column>) -> Self {
+        let reads = columns.iter().map(|column| Read::of(column.def().get_column_type())).collect();
+        let names = columns.iter().map(|column| column.as_str()).collect();
+        Self { columns, reads, names }
+    }
+
+    pub fn columns(&self) -> &[E::Column] {
+        &self.columns
+    }
+
+    pub fn names(&self) -> &Arc<[&'static str]> {
+        &self.names
+    }
+}
+
+/// How a column's value is read: by its type, the string-backed enums as text.
+#[derive(Clone, Copy)]
+enum Read {
+    BigInteger,
+    Integer,
+    Boolean,
+    Text,
+    TimestampWithTimeZone,
+}
+
+impl Read {
+    fn of(column_type: &ColumnType) -> Option<Self> {
+        Some(match column_type {
+            ColumnType::BigInteger => Self::BigInteger,
+            ColumnType::Integer => Self::Integer,
+            ColumnType::Boolean => Self::Boolean,
+            ColumnType::String(_) | ColumnType::Text => Self::Text,
+            ColumnType::TimestampWithTimeZone => Self::TimestampWithTimeZone,
+            _ => return None,
+        })
+    }
+}
+
+/// `unread` with the plan's columns read from the row's columns
+/// `first..first + columns`, in that order: a model of which only some
+/// columns were selected.
+pub fn model_with<E>(row: &QueryResult, first: usize, plan: &ReadPlan<E>, unread: E::Model) -> Result<E::Model, DbErr>
 where
     E: EntityTrait,
     E::Model: IntoActiveModel<E::ActiveModel>,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    let (values, _) = values_at::<E>(row, first, columns.iter().copied())?;
+    let (values, _) = values_at(row, first, plan)?;
     set::<E>(unread.into_active_model(), values)
 }
 
@@ -34,7 +79,7 @@ where
 pub fn joined_model_with<E>(
     row: &QueryResult,
     first: usize,
-    columns: &[E::Column],
+    plan: &ReadPlan<E>,
     unread: E::Model,
 ) -> Result<Option<E::Model>, DbErr>
 where
@@ -42,7 +87,7 @@ where
     E::Model: IntoActiveModel<E::ActiveModel>,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    let (values, all_null) = values_at::<E>(row, first, columns.iter().copied())?;
+    let (values, all_null) = values_at(row, first, plan)?;
     if all_null {
         return Ok(None);
     }
@@ -51,17 +96,18 @@ where
 
 type ColumnValues<E> = Vec<(<E as EntityTrait>::Column, Value)>;
 
-/// The values of `columns`, read from the row's columns from `first` on, and
-/// whether all of them are NULL.
+/// The values of the plan's columns, read from the row's columns from
+/// `first` on, and whether all of them are NULL.
 fn values_at<E: EntityTrait>(
     row: &QueryResult,
     first: usize,
-    columns: impl ExactSizeIterator<Item = E::Column>,
+    plan: &ReadPlan<E>,
 ) -> Result<(ColumnValues<E>, bool), DbErr> {
-    let mut values = Vec::with_capacity(columns.len());
+    let mut values = Vec::with_capacity(plan.columns.len());
     let mut all_null = true;
-    for (offset, column) in columns.enumerate() {
-        let (value, is_null) = value_at(row, first + offset, column.def().get_column_type())?;
+    for (offset, (&column, read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
+        let read = read.ok_or_else(|| DbErr::Type(format!("no positional read for column {}", column.as_str())))?;
+        let (value, is_null) = value_at(row, first + offset, read)?;
         all_null &= is_null;
         values.push((column, value));
     }
@@ -80,19 +126,17 @@ where
 }
 
 /// The column's value, and whether it is NULL.
-fn value_at(row: &QueryResult, index: usize, column_type: &ColumnType) -> Result<(Value, bool), DbErr> {
+fn value_at(row: &QueryResult, index: usize, read: Read) -> Result<(Value, bool), DbErr> {
     fn typed<T>(read: Option<T>, variant: fn(Option<T>) -> Value) -> (Value, bool) {
         let is_null = read.is_none();
         (variant(read), is_null)
     }
-    Ok(match column_type {
-        ColumnType::BigInteger => typed(get(row, index)?, Value::BigInt),
-        ColumnType::Integer => typed(get(row, index)?, Value::Int),
-        ColumnType::Boolean => typed(get(row, index)?, Value::Bool),
-        // Text and the string-backed enums.
-        ColumnType::String(_) | ColumnType::Text => typed(get(row, index)?, Value::String),
-        ColumnType::TimestampWithTimeZone => typed(get(row, index)?, Value::ChronoDateTimeUtc),
-        other => return Err(DbErr::Type(format!("no positional read for column type {other:?}"))),
+    Ok(match read {
+        Read::BigInteger => typed(get(row, index)?, Value::BigInt),
+        Read::Integer => typed(get(row, index)?, Value::Int),
+        Read::Boolean => typed(get(row, index)?, Value::Bool),
+        Read::Text => typed(get(row, index)?, Value::String),
+        Read::TimestampWithTimeZone => typed(get(row, index)?, Value::ChronoDateTimeUtc),
     })
 }
 

@@ -83,14 +83,19 @@ pub struct RowsRead(Mutex<Kept>);
 
 #[derive(Default)]
 struct Kept {
-    rows: HashMap<(TypeId, i64), Held>,
+    rows: HashMap<(TypeId, i64), Held, FastHash>,
     /// The columns each field asking for a kept row reads, by table and
     /// field: worked out once per field, not once per row it is asked of.
-    needed: HashMap<(TypeId, FieldKey), Vec<&'static str>>,
+    needed: HashMap<(TypeId, FieldKey), Vec<&'static str>, FastHash>,
 }
 
+/// The maps' keys are the server's own ids and addresses, not a client's
+/// input: they need no defence against chosen collisions, which SipHash pays
+/// for in every lookup.
+type FastHash = foldhash::fast::RandomState;
+
 struct Held {
-    columns: Vec<&'static str>,
+    columns: Arc<[&'static str]>,
     row: Box<dyn Any + Send + Sync>,
 }
 
@@ -99,15 +104,15 @@ struct Held {
 pub(crate) type FieldKey = usize;
 
 impl RowsRead {
-    /// Keeps `row`, of which only `columns` were read: the others hold
-    /// placeholders.
-    pub fn keep<E>(&self, id: i64, row: E::Model, columns: &[E::Column])
+    /// Keeps `row`, of which only the columns named were read: the others
+    /// hold placeholders.
+    pub fn keep<E>(&self, id: i64, row: E::Model, columns: &Arc<[&'static str]>)
     where
         E: EntityTrait,
         E::Model: Send + Sync + 'static,
     {
-        let columns = columns.iter().map(|column| column.as_str()).collect();
-        self.kept().rows.insert((TypeId::of::<E::Model>(), id), Held { columns, row: Box::new(row) });
+        let held = Held { columns: columns.clone(), row: Box::new(row) };
+        self.kept().rows.insert((TypeId::of::<E::Model>(), id), held);
     }
 
     /// The row of `E` with this id, if one was kept holding every column

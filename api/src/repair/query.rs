@@ -12,6 +12,7 @@ use crate::{
         loader::{ColumnsRead, RowsRead},
         pagination::{Page, PageRequest},
     },
+    rows::ReadPlan,
     validate,
 };
 
@@ -100,8 +101,8 @@ impl<'a> Shown<'a> {
 
     /// The columns of each that the fields showing it read.
     fn columns(&self) -> service::RelatedShown {
-        fn read_by<E: ColumnsRead>(shown: &[SelectionField<'_>]) -> Option<Vec<E::Column>> {
-            (!shown.is_empty()).then(|| E::columns_read_by(selected_under(shown)))
+        fn read_by<E: ColumnsRead>(shown: &[SelectionField<'_>]) -> Option<ReadPlan<E>> {
+            (!shown.is_empty()).then(|| ReadPlan::new(E::columns_read_by(selected_under(shown))))
         }
         service::RelatedShown {
             unit: read_by::<unit::Entity>(&self.units),

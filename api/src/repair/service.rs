@@ -32,7 +32,8 @@ use crate::{
     },
     idempotency::Claim,
     property::{scope, service as property},
-    rows, validate,
+    rows::{self, ReadPlan},
+    validate,
 };
 
 pub const ENTITY_TYPE: &str = "REPAIR_ORDER";
@@ -164,9 +165,10 @@ async fn read_page(
         None => page,
     };
     let rows = db.query_all(&page.into_query()).await?;
+    let plan = ReadPlan::<repair_order::Entity>::new(columns.to_vec());
     let mut orders = Vec::with_capacity(rows.len());
     for row in &rows {
-        orders.push(rows::model_with::<repair_order::Entity>(row, 0, columns, unread_order())?);
+        orders.push(rows::model_with(row, 0, &plan, unread_order())?);
         if let Some((shown, rows_read)) = join_related {
             shown.keep_from(row, columns.len(), rows_read)?;
         }
@@ -216,9 +218,9 @@ fn unread_order() -> repair_order::Model {
 /// The columns of each order's unit, building and assignee a selection shows
 /// beside it (see `ColumnsRead`); `None` for one it does not show.
 pub struct RelatedShown {
-    pub unit: Option<Vec<unit::Column>>,
-    pub building: Option<Vec<building::Column>>,
-    pub assignee: Option<Vec<user::Column>>,
+    pub unit: Option<ReadPlan<unit::Entity>>,
+    pub building: Option<ReadPlan<building::Entity>>,
+    pub assignee: Option<ReadPlan<user::Entity>>,
 }
 
 impl RelatedShown {
@@ -233,7 +235,7 @@ impl RelatedShown {
     fn keep_from(&self, row: &QueryResult, first: usize, rows_read: &RowsRead) -> Result<(), DbErr> {
         let never = DateTime::<Utc>::UNIX_EPOCH;
         let mut at = first;
-        if let Some(columns) = &self.unit {
+        if let Some(plan) = &self.unit {
             let unread = unit::Model {
                 id: 0,
                 building_id: 0,
@@ -242,13 +244,13 @@ impl RelatedShown {
                 contacts_version: 0,
                 created_at: never,
             };
-            keep_joined::<unit::Entity>(row, &mut at, columns, unread, |unit| unit.id, rows_read)?;
+            keep_joined(row, &mut at, plan, unread, |unit| unit.id, rows_read)?;
         }
-        if let Some(columns) = &self.building {
+        if let Some(plan) = &self.building {
             let unread = building::Model { id: 0, community_id: 0, name: String::new(), created_at: never };
-            keep_joined::<building::Entity>(row, &mut at, columns, unread, |building| building.id, rows_read)?;
+            keep_joined(row, &mut at, plan, unread, |building| building.id, rows_read)?;
         }
-        if let Some(columns) = &self.assignee {
+        if let Some(plan) = &self.assignee {
             let unread = user::Model {
                 id: 0,
                 phone: String::new(),
@@ -259,7 +261,7 @@ impl RelatedShown {
                 community_id: None,
                 created_at: never,
             };
-            keep_joined::<user::Entity>(row, &mut at, columns, unread, |user| user.id, rows_read)?;
+            keep_joined(row, &mut at, plan, unread, |user| user.id, rows_read)?;
         }
         Ok(())
     }
@@ -270,7 +272,7 @@ impl RelatedShown {
 fn keep_joined<E>(
     row: &QueryResult,
     at: &mut usize,
-    columns: &[E::Column],
+    plan: &ReadPlan<E>,
     unread: E::Model,
     id_of: fn(&E::Model) -> i64,
     rows_read: &RowsRead,
@@ -280,10 +282,10 @@ where
     E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync + 'static,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    if let Some(model) = rows::joined_model_with::<E>(row, *at, columns, unread)? {
-        rows_read.keep::<E>(id_of(&model), model, columns);
+    if let Some(model) = rows::joined_model_with(row, *at, plan, unread)? {
+        rows_read.keep::<E>(id_of(&model), model, plan.names());
     }
-    *at += columns.len();
+    *at += plan.columns().len();
     Ok(())
 }
 
@@ -294,14 +296,20 @@ where
 fn with_related(page: Select<repair_order::Entity>, shown: &RelatedShown) -> Select<repair_order::Entity> {
     use repair_order::Column;
     let mut page = page;
-    if let Some(columns) = &shown.unit {
-        page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit", columns);
+    if let Some(plan) = &shown.unit {
+        page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit", plan.columns());
     }
-    if let Some(columns) = &shown.building {
-        page = join_columns::<building::Entity>(page, Column::BuildingId, building::Column::Id, "building", columns);
+    if let Some(plan) = &shown.building {
+        page = join_columns::<building::Entity>(
+            page,
+            Column::BuildingId,
+            building::Column::Id,
+            "building",
+            plan.columns(),
+        );
     }
-    if let Some(columns) = &shown.assignee {
-        page = join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee", columns);
+    if let Some(plan) = &shown.assignee {
+        page = join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee", plan.columns());
     }
     page
 }
@@ -895,9 +903,9 @@ mod tests {
     /// Each order's unit, building and assignee shown with every column.
     fn shown_whole() -> RelatedShown {
         RelatedShown {
-            unit: Some(unit::Column::iter().collect()),
-            building: Some(building::Column::iter().collect()),
-            assignee: Some(user::Column::iter().collect()),
+            unit: Some(ReadPlan::new(unit::Column::iter().collect())),
+            building: Some(ReadPlan::new(building::Column::iter().collect())),
+            assignee: Some(ReadPlan::new(user::Column::iter().collect())),
         }
     }
 
@@ -1036,9 +1044,9 @@ mod tests {
         // Kept with some columns, a row serves only fields that read no others.
         let rows_read = RowsRead::default();
         let shown = RelatedShown {
-            unit: Some(vec![unit::Column::Id, unit::Column::Number]),
+            unit: Some(ReadPlan::new(vec![unit::Column::Id, unit::Column::Number])),
             building: None,
-            assignee: Some(vec![user::Column::Id, user::Column::Name]),
+            assignee: Some(ReadPlan::new(vec![user::Column::Id, user::Column::Name])),
         };
         read_page(&db, page(), &every_column, Some((&shown, &rows_read))).await.expect("page");
         let order = &by_name[0];
