@@ -216,7 +216,8 @@ fn unread_order() -> repair_order::Model {
 }
 
 /// The columns of each order's unit, building and assignee a selection shows
-/// beside it (see `ColumnsRead`); `None` for one it does not show.
+/// beside it (see `ColumnsRead`), each with its plan for reading them; `None`
+/// for one it does not show.
 pub struct RelatedShown {
     pub unit: Option<ReadPlan<unit::Entity>>,
     pub building: Option<ReadPlan<building::Entity>>,
