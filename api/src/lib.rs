@@ -1,6 +1,7 @@
 //! The property-management customer-service backend: one GraphQL schema over
 //! HTTP and WebSocket for residents, butlers, staff and integrators.
 
+pub mod allocator;
 pub mod auth;
 pub mod config;
 pub mod db;

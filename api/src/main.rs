@@ -3,7 +3,7 @@ use clap::Parser;
 // glibc's allocator spent a third of a busy server's time in malloc and free,
 // contended by SQLite's and the runtime's threads; mimalloc keeps per-thread heaps.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: api::allocator::Mimalloc = api::allocator::Mimalloc;
 
 /// The property-management customer-service GraphQL server.
 #[derive(Parser)]

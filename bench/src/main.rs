@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 // The same allocator as the server binary, for the API and the baselines alike.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: api::allocator::Mimalloc = api::allocator::Mimalloc;
 use serde_json::json;
 
 use crate::{
