@@ -121,6 +121,37 @@ async fn oversize_and_malformed_bodies_are_rejected_cleanly() {
     assert_eq!(error_code(&wrong_enum), Some("GRAPHQL_VALIDATION_FAILED"));
 }
 
+/// A document is validated in full once per set of variables it comes with;
+/// variables it was not accepted with are refused just as a new document's.
+#[tokio::test]
+async fn a_document_accepted_once_still_refuses_other_variables() {
+    let app = spawn_app().await;
+    let token = app.token("owner").await;
+    let page = "query($first: Int!) { repairOrders(first: $first) { edges { node { id state } } } }";
+    let never_accepted = format!("{page} ");
+    let submit =
+        "mutation($input: SubmitRepairOrderInput!) { submitRepairOrder(input: $input) { repairOrder { id } } }";
+    let unit = tests::id_of("unit", app.home.unit("1-101").id);
+    let order = json!({ "input": { "unitId": unit, "category": "PLUMBING", "description": "厨房水龙头漏水" } });
+    app.data(Some(&token), submit, order).await;
+
+    let first = app.data(Some(&token), page, json!({ "first": 5 })).await;
+    assert!(!first["repairOrders"]["edges"].as_array().expect("edges").is_empty());
+    let again = app.data(Some(&token), page, json!({ "first": 5 })).await;
+    assert_eq!(again, first);
+
+    for variables in [json!({ "first": "five" }), json!({ "first": 1.5 }), json!({ "first": null }), json!({})] {
+        let refused = app.graphql(Some(&token), page, variables.clone()).await;
+        assert!(refused["errors"].as_array().is_some_and(|errors| !errors.is_empty()), "{variables}: {refused}");
+        let refused_new = app.graphql(Some(&token), &never_accepted, variables.clone()).await;
+        assert_eq!(refused, refused_new, "{variables}");
+    }
+    assert_eq!(
+        error_code(&app.graphql(Some(&token), page, json!({ "first": "five" })).await),
+        Some("GRAPHQL_VALIDATION_FAILED")
+    );
+}
+
 #[tokio::test]
 async fn websocket_authenticates_in_connection_init() {
     let app = spawn_app().await;

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder, dataloader::DataLoader};
+use async_graphql::{MergedObject, MergedSubscription, Schema, SchemaBuilder, ValidationMode, dataloader::DataLoader};
 use entity::{building, community, repair_follow_up, repair_order_change, repair_photo, unit, user};
 
 use super::loader::{ById, ChildrenOf, CurrentMembershipsByUnit};
@@ -23,7 +23,21 @@ pub struct Mutation(IdentityMutation, PropertyMutation, RepairMutation, ParcelMu
 #[derive(MergedSubscription, Default)]
 pub struct Subscription(RepairSubscription, ParcelSubscription);
 
-pub type AppSchema = Schema<Query, Mutation, Subscription>;
+pub type Engine = Schema<Query, Mutation, Subscription>;
+
+/// The schema, built twice, differing only in how much each request's
+/// document is validated. Validation depends on nothing but the document, the
+/// operation chosen and the variables, so a request the strict schema has
+/// already accepted with all three the same would pass again; running it on
+/// `validated` skips only that repetition (see `documents`). The limits
+/// (depth, complexity, fragment cycles) are checked by both.
+#[derive(Clone)]
+pub struct AppSchema {
+    /// Checks every rule of the specification.
+    pub strict: Engine,
+    /// Checks only the limits.
+    pub validated: Engine,
+}
 
 fn builder(settings: &Settings) -> SchemaBuilder<Query, Mutation, Subscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
@@ -43,8 +57,13 @@ fn builder(settings: &Settings) -> SchemaBuilder<Query, Mutation, Subscription> 
 
 /// The executable schema: the application context and the shared batch loaders.
 pub fn build_schema(app: Arc<AppContext>) -> AppSchema {
+    AppSchema { strict: engine(app.clone(), ValidationMode::Strict), validated: engine(app, ValidationMode::Fast) }
+}
+
+fn engine(app: Arc<AppContext>, validation: ValidationMode) -> Engine {
     let db = app.db.clone();
     builder(&app.settings)
+        .validation_mode(validation)
         .data(DataLoader::new(ById::<community::Entity>::new(db.clone()), tokio::spawn))
         .data(DataLoader::new(ById::<building::Entity>::new(db.clone()), tokio::spawn))
         .data(DataLoader::new(ById::<unit::Entity>::new(db.clone()), tokio::spawn))

@@ -273,14 +273,14 @@ async fn graphql_get(
         Ok(request) => request,
         Err(err) => return Ok(bad_request(&format!("malformed GraphQL request: {err}"))),
     };
-    let mut request = match app.documents.prepare(request) {
-        Ok(request) => request,
+    let mut prepared = match app.documents.prepare(request) {
+        Ok(prepared) => prepared,
         Err(errors) => {
             let refusal = async_graphql::Response::from_errors(errors);
             return Ok(GraphQLResponse::from(refusal).respond_to(&req).map_into_boxed_body());
         }
     };
-    if is_mutation(&mut request) {
+    if is_mutation(&mut prepared.request) {
         return Ok(HttpResponse::MethodNotAllowed()
             .insert_header((header::ALLOW, Method::POST.as_str()))
             .json(json!({ "errors": [{ "message": "mutations must be sent with POST" }] })));
@@ -289,9 +289,9 @@ async fn graphql_get(
     if let Some(refusal) = admit(&app, &ip, &auth, 1).await {
         return Ok(refusal);
     }
-    request.data = request_data(&app, auth, &ip, None);
+    prepared.request.data = request_data(&app, auth, &ip, None);
     let response =
-        match tokio::time::timeout(app.settings.execution_timeout, app.documents.execute_prepared(&schema, request))
+        match tokio::time::timeout(app.settings.execution_timeout, app.documents.execute_prepared(&schema, prepared))
             .await
         {
             Ok(response) => response,
