@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, QueryResult,
-    TryIntoModel, Value,
+    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable,
+    PrimaryKeyToColumn, QueryResult, TryIntoModel, Value,
     sqlx::{self, Postgres, Row, Sqlite},
 };
 
@@ -20,13 +20,18 @@ pub struct ReadPlan<E: EntityTrait> {
     columns: Vec<E::Column>,
     reads: Vec<Option<Read>>,
     names: Arc<[&'static str]>,
+    /// Where among `columns` the primary key is, if it is read.
+    key: Option<usize>,
 }
 
 impl<E: EntityTrait> ReadPlan<E> {
     pub fn new(columns: Vec<E::Column>) -> Self {
         let reads = columns.iter().map(|column| Read::of(column.def().get_column_type())).collect();
-        let names = columns.iter().map(|column| column.as_str()).collect();
-        Self { columns, reads, names }
+        let names: Arc<[&'static str]> = columns.iter().map(|column| column.as_str()).collect();
+        let key = E::PrimaryKey::iter()
+            .next()
+            .and_then(|key| names.iter().position(|name| *name == key.into_column().as_str()));
+        Self { columns, reads, names, key }
     }
 
     pub fn columns(&self) -> &[E::Column] {
@@ -70,12 +75,16 @@ where
     E::Model: IntoActiveModel<E::ActiveModel>,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    let (values, _) = values_at(row, first, plan)?;
-    set::<E>(unread.into_active_model(), values)
+    let mut model = unread.into_active_model();
+    for (offset, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
+        let (value, _) = value_at(row, first + offset, read_of(column, read)?)?;
+        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
+    }
+    model.try_into_model()
 }
 
-/// Like [`model_with`], for the columns of a left join: `None` when all of
-/// them are NULL (no row was joined).
+/// Like [`model_with`], for the columns of a left join: `None` when no row
+/// was joined, which a NULL key tells, since no row has one.
 pub fn joined_model_with<E>(
     row: &QueryResult,
     first: usize,
@@ -87,42 +96,16 @@ where
     E::Model: IntoActiveModel<E::ActiveModel>,
     E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
 {
-    let (values, all_null) = values_at(row, first, plan)?;
-    if all_null {
+    let key = plan.key.ok_or_else(|| DbErr::Type("a joined row is read with its key".into()))?;
+    let (_, no_row) = value_at(row, first + key, read_of(plan.columns[key], plan.reads[key])?)?;
+    if no_row {
         return Ok(None);
     }
-    set::<E>(unread.into_active_model(), values).map(Some)
+    model_with(row, first, plan, unread).map(Some)
 }
 
-type ColumnValues<E> = Vec<(<E as EntityTrait>::Column, Value)>;
-
-/// The values of the plan's columns, read from the row's columns from
-/// `first` on, and whether all of them are NULL.
-fn values_at<E: EntityTrait>(
-    row: &QueryResult,
-    first: usize,
-    plan: &ReadPlan<E>,
-) -> Result<(ColumnValues<E>, bool), DbErr> {
-    let mut values = Vec::with_capacity(plan.columns.len());
-    let mut all_null = true;
-    for (offset, (&column, read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
-        let read = read.ok_or_else(|| DbErr::Type(format!("no positional read for column {}", column.as_str())))?;
-        let (value, is_null) = value_at(row, first + offset, read)?;
-        all_null &= is_null;
-        values.push((column, value));
-    }
-    Ok((values, all_null))
-}
-
-fn set<E>(mut model: E::ActiveModel, values: ColumnValues<E>) -> Result<E::Model, DbErr>
-where
-    E: EntityTrait,
-    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
-{
-    for (column, value) in values {
-        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
-    }
-    model.try_into_model()
+fn read_of<C: ColumnTrait>(column: C, read: Option<Read>) -> Result<Read, DbErr> {
+    read.ok_or_else(|| DbErr::Type(format!("no positional read for column {}", column.as_str())))
 }
 
 /// The column's value, and whether it is NULL.
