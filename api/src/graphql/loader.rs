@@ -10,6 +10,8 @@ use std::{
 };
 
 use async_graphql::{SelectionField, dataloader::Loader};
+
+use super::boxed_wait;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn,
     QueryFilter, Value,
@@ -155,8 +157,8 @@ where
     if let Some(row) = ctx.data_opt::<RowsRead>().and_then(|read| read.get::<E>(id, field, needed)) {
         return Ok(Some(row));
     }
-    ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>()
-        .load_one(id)
+    // Boxed, as every field's wait for a query is (see `graphql::boxed_wait`).
+    boxed_wait(ctx.data_unchecked::<async_graphql::dataloader::DataLoader<ById<E>>>().load_one(id))
         .await
         .map_err(|err| crate::error::ApiError::Internal(format!("batch load failed: {err}")))
 }

@@ -8,7 +8,7 @@ use super::loader::VisibleMembershipsByResident;
 use crate::{
     error::ApiError,
     graphql::{
-        ContextExt,
+        ContextExt, boxed_wait,
         ids::{self, Kind},
         loader::{ColumnsRead, columns_named},
     },
@@ -81,8 +81,7 @@ impl User {
         let Some(loader) = ctx.data_opt::<DataLoader<VisibleMembershipsByResident>>() else {
             return Err(ApiError::Unauthenticated("authentication required").into());
         };
-        let memberships = loader
-            .load_one(self.0.id)
+        let memberships = boxed_wait(loader.load_one(self.0.id))
             .await
             .map_err(|err| ApiError::Internal(format!("batch load failed: {err}")))?
             .unwrap_or_default();
@@ -128,17 +127,17 @@ impl Viewer {
     }
     /// A resident's current units, each with the resident's relation to it.
     async fn units(&self, ctx: &Context<'_>) -> Result<Vec<Membership>> {
-        let memberships = super::service::current_memberships(ctx.db(), self.0.id).await?;
+        let memberships = boxed_wait(super::service::current_memberships(ctx.db(), self.0.id)).await?;
         Ok(memberships.into_iter().map(Membership).collect())
     }
     /// A butler's assigned buildings; empty for other roles.
     async fn buildings(&self, ctx: &Context<'_>) -> Result<Vec<Building>> {
-        let buildings = super::service::assigned_buildings(ctx.db(), self.0.id).await?;
+        let buildings = boxed_wait(super::service::assigned_buildings(ctx.db(), self.0.id)).await?;
         Ok(buildings.into_iter().map(Building).collect())
     }
     /// The community a butler or staff member works for, or a resident lives in.
     async fn community(&self, ctx: &Context<'_>) -> Result<Option<Community>> {
-        Ok(super::service::viewer_community(ctx.db(), &self.0).await?.map(Community))
+        Ok(boxed_wait(super::service::viewer_community(ctx.db(), &self.0)).await?.map(Community))
     }
 }
 

@@ -6,7 +6,7 @@ use entity::{building, community, emergency_contact, unit, unit_membership, user
 
 use crate::{
     graphql::{
-        ContextExt,
+        ContextExt, boxed_wait,
         ids::{self, Kind},
         loader::{ColumnsRead, CurrentMembershipsByUnit, columns_named, load_one},
         pagination::Page,
@@ -61,7 +61,7 @@ impl Building {
     async fn units(&self, ctx: &Context<'_>, first: i32, after: Option<String>) -> Result<Page<Unit>> {
         let principal = ctx.principal()?;
         let request = crate::graphql::pagination::PageRequest::new(first, after.as_deref())?;
-        Ok(super::service::list_units(ctx.db(), principal, Some(self.0.id), request).await?)
+        Ok(boxed_wait(super::service::list_units(ctx.db(), principal, Some(self.0.id), request)).await?)
     }
 }
 
@@ -85,9 +85,7 @@ impl Unit {
     }
     /// The people currently living in the unit.
     async fn residents(&self, ctx: &Context<'_>) -> Result<Vec<Membership>> {
-        let memberships = ctx
-            .data_unchecked::<DataLoader<CurrentMembershipsByUnit>>()
-            .load_one(self.0.id)
+        let memberships = boxed_wait(ctx.data_unchecked::<DataLoader<CurrentMembershipsByUnit>>().load_one(self.0.id))
             .await
             .map_err(|err| crate::error::ApiError::Internal(format!("batch load failed: {err}")))?
             .unwrap_or_default();
@@ -95,7 +93,7 @@ impl Unit {
     }
     /// Whom to call when the household cannot be reached (业户紧急联系人).
     async fn emergency_contacts(&self, ctx: &Context<'_>) -> Result<Vec<EmergencyContact>> {
-        let contacts = super::service::emergency_contacts(ctx.db(), self.0.id).await?;
+        let contacts = boxed_wait(super::service::emergency_contacts(ctx.db(), self.0.id)).await?;
         Ok(contacts.into_iter().map(EmergencyContact).collect())
     }
     /// Raised each time the emergency contacts are replaced; pass it back as

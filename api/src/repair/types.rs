@@ -8,7 +8,7 @@ use super::loader::{FollowUpsByOrder, PhotosByOrder, TimelineByOrder};
 use crate::{
     error::ApiError,
     graphql::{
-        ContextExt,
+        ContextExt, boxed_wait,
         ids::{self, Kind},
         loader::{ColumnsRead, columns_named, load_one},
     },
@@ -275,9 +275,7 @@ where
     L: async_graphql::dataloader::Loader<i64, Error = std::sync::Arc<sea_orm::DbErr>>,
     L::Value: Default,
 {
-    Ok(ctx
-        .data_unchecked::<DataLoader<L>>()
-        .load_one(order_id)
+    Ok(boxed_wait(ctx.data_unchecked::<DataLoader<L>>().load_one(order_id))
         .await
         .map_err(|err| ApiError::Internal(format!("batch load failed: {err}")))?
         .unwrap_or_default())
