@@ -10,12 +10,12 @@ use std::{
 };
 
 use async_graphql::{SelectionField, dataloader::Loader};
-
-use super::boxed_wait;
 use sea_orm::{
     ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn,
     QueryFilter, Value,
 };
+
+use super::boxed_wait;
 
 pub struct ById<E> {
     db: DatabaseConnection,

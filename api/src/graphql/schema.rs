@@ -30,7 +30,8 @@ pub type Engine = Schema<Query, Mutation, Subscription>;
 /// operation chosen and the variables, so a request the strict schema has
 /// already accepted with all three the same would pass again; running it on
 /// `validated` skips only that repetition (see `documents`). The limits
-/// (depth, complexity, fragment cycles) are checked by both.
+/// (depth, complexity, fragment cycles) are checked by both. Each has its
+/// own batch loaders; they keep no cache, so only batching is split.
 #[derive(Clone)]
 pub struct AppSchema {
     /// Checks every rule of the specification.
