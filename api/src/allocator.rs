@@ -30,25 +30,13 @@ unsafe impl GlobalAlloc for Mimalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for the impl.
-        unsafe {
-            if layout.align() <= WORD {
-                ffi::mi_malloc(layout.size()).cast()
-            } else {
-                ffi::mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        unsafe { new_block(layout, ffi::mi_malloc, ffi::mi_malloc_aligned) }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as for the impl.
-        unsafe {
-            if layout.align() <= WORD {
-                ffi::mi_zalloc(layout.size()).cast()
-            } else {
-                ffi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        unsafe { new_block(layout, ffi::mi_zalloc, ffi::mi_zalloc_aligned) }
     }
 
     #[inline]
@@ -68,6 +56,24 @@ unsafe impl GlobalAlloc for Mimalloc {
                 ffi::mi_realloc_aligned(ptr.cast(), new_size, layout.align()).cast()
             }
         }
+    }
+}
+
+/// A block for `layout` from `plain` when a word's alignment will do, from
+/// `aligned` otherwise.
+///
+/// # Safety
+/// `plain` and `aligned` must be mimalloc's matching allocation calls.
+#[inline]
+unsafe fn new_block(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: the caller passes mimalloc's calls, which take any size and
+    // power-of-two alignment and return null when they cannot serve it.
+    unsafe {
+        if layout.align() <= WORD { plain(layout.size()).cast() } else { aligned(layout.size(), layout.align()).cast() }
     }
 }
 

@@ -128,31 +128,38 @@ impl Documents {
         schema: &AppSchema,
         request: Request,
     ) -> Result<impl Stream<Item = Response> + Send + 'static, Vec<ServerError>> {
-        let prepared = self.prepare(request)?;
-        Ok(schema.strict.execute_stream(prepared.request).map(with_codes))
+        let (request, _) = self.checked(request)?;
+        Ok(schema.strict.execute_stream(request).map(with_codes))
     }
 
-    /// The request with its document parsed and checked, or the errors (with
-    /// their codes) that refuse it. A document that does not parse is left for
-    /// the engine, which reports syntax errors in its own words.
-    pub fn prepare(&self, mut request: Request) -> Result<Prepared, Vec<ServerError>> {
+    /// The request with its document parsed and checked, and how much of it
+    /// to validate, or the errors (with their codes) that refuse it.
+    pub fn prepare(&self, request: Request) -> Result<Prepared, Vec<ServerError>> {
+        let (request, parsed) = self.checked(request)?;
+        let acceptance = parsed.as_ref().and_then(|parsed| parsed.acceptance_of(&request));
+        let validation = match (parsed, acceptance) {
+            (Some(parsed), Some(acceptance)) if parsed.accepted(&acceptance) => Validation::Repeated,
+            (Some(parsed), Some(acceptance)) => Validation::ToRemember(parsed, acceptance),
+            _ => Validation::Every,
+        };
+        Ok(Prepared { request, validation })
+    }
+
+    /// The request with its document parsed and checked, with the parsed
+    /// document, or the errors (with their codes) that refuse it. A document
+    /// that does not parse is left for the engine, which reports syntax
+    /// errors in its own words.
+    fn checked(&self, mut request: Request) -> Result<(Request, Option<Arc<ParsedDocument>>), Vec<ServerError>> {
         let refusal = |mut error| {
             error_codes::assign_code(&mut error);
             vec![error]
         };
         hygiene::check_variables(&request.variables).map_err(refusal)?;
-        let parsed = match self.parsed(&request.query) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return Ok(Prepared { request, validation: Validation::Every }),
-            Err(error) => return Err(refusal(error)),
-        };
-        request.set_parsed_query(parsed.document.clone());
-        let validation = match parsed.acceptance_of(&request) {
-            Some(acceptance) if parsed.accepted(&acceptance) => Validation::Repeated,
-            Some(acceptance) => Validation::ToRemember(parsed, acceptance),
-            None => Validation::Every,
-        };
-        Ok(Prepared { request, validation })
+        let parsed = self.parsed(&request.query).map_err(refusal)?;
+        if let Some(parsed) = &parsed {
+            request.set_parsed_query(parsed.document.clone());
+        }
+        Ok((request, parsed))
     }
 
     fn parsed(&self, query: &str) -> Result<Option<Arc<ParsedDocument>>, ServerError> {
