@@ -264,6 +264,52 @@ async fn a_resident_who_reconnects_with_a_cursor_receives_exactly_what_was_misse
     phone.expect_quiet(QUIET).await;
 }
 
+/// SQL statements the server ran while `work` ran and the subscription it
+/// opened had time to start.
+async fn statements_to_start(app: &TestApp, work: impl Future<Output = Phone>) -> (Phone, u64) {
+    app.count_queries(async {
+        let phone = work.await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        phone
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_phone_that_resumes_up_to_date_reads_nothing_from_the_outbox() {
+    // No timer-driven reads of the outbox during the counts: commits still
+    // wake the relay at once.
+    let app = spawn_app_with(|settings| settings.event_poll_interval = Duration::from_secs(600)).await;
+    let (tenant, supervisor, technician) =
+        (app.token("tenant").await, app.token("supervisor").await, app.token("technician").await);
+    let order = submit(&app, &tenant, "1-102").await;
+    let mut first = Phone::open(&app, &tenant, "tenant", Some(&now_cursor(&app).await)).await;
+    assign(&app, &supervisor, &order).await;
+    let assigned = first.next_event().await;
+    first.close().await;
+
+    let (connected, for_connecting) =
+        app.count_queries(Subscriber::connect(&app, &tenant, "tenant (connected only)", "repairOrderEvents")).await;
+    connected.close().await;
+    let (mut resumed, for_up_to_date) =
+        statements_to_start(&app, Phone::open(&app, &tenant, "tenant (up to date)", Some(&assigned.cursor))).await;
+    assert_eq!(for_up_to_date, for_connecting, "subscribing up to date adds no statement to connecting");
+
+    let one_behind = cursor::encode(assigned.seq - 1);
+    let (mut behind, for_behind) =
+        statements_to_start(&app, Phone::open(&app, &tenant, "tenant (one behind)", Some(&one_behind))).await;
+    assert!(for_behind > for_connecting, "a phone behind reads what it missed");
+    assert_eq!(behind.next_event().await, assigned, "the missed event, from the outbox");
+
+    // Both are live: the next change reaches each once.
+    act(&app, &technician, START, &order).await;
+    for phone in [&mut resumed, &mut behind] {
+        let live = phone.next_event().await;
+        assert_eq!((live.kind.as_str(), live.order.as_str()), ("STARTED", order.as_str()));
+        phone.expect_quiet(QUIET).await;
+    }
+}
+
 #[tokio::test]
 async fn without_a_cursor_only_what_happens_from_now_on_arrives() {
     let app = spawn_app().await;

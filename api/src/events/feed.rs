@@ -24,9 +24,10 @@ pub fn feed(
     entity_type: &'static str,
     after: Option<i64>,
 ) -> impl Stream<Item = Result<Arc<OutboxEvent>, ApiError>> {
-    // Subscribe before reading the outbox: whatever commits from here on is
-    // either in the replay or arrives live.
-    let mut live = app.events.subscribe(user_id);
+    // Listen before reading the outbox: whatever this instance hands out
+    // from here on arrives live, and the rest is in the outbox.
+    let listening = app.events.subscribe(user_id);
+    let mut live = listening.events;
     // Queries are boxed: the stream's idle state, kept by every open
     // subscription, then holds no room for a query's state.
     stream! {
@@ -37,9 +38,14 @@ pub fn feed(
                 Err(err) => { yield Err(err.into()); return; }
             },
         };
-        match Box::pin(replay(&app.db, user_id, entity_type, position)).await {
-            Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
-            Err(err) => { yield Err(err.into()); return; }
+        // Only what this instance handed out before the feed listened needs
+        // the outbox: a phone that resumes up to date, or starts without a
+        // cursor, reads no event from the database.
+        if position < listening.after {
+            match Box::pin(replay(&app.db, user_id, entity_type, position)).await {
+                Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
+                Err(err) => { yield Err(err.into()); return; }
+            }
         }
         loop {
             match live.recv().await {

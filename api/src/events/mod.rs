@@ -64,27 +64,47 @@ struct Channels {
     by_user: HashMap<i64, broadcast::Sender<Arc<OutboxEvent>>>,
     /// Forget the channels of people no longer subscribed when the map grows past this.
     sweep_at: usize,
+    /// The last event handed to the channels. Kept under the same lock as
+    /// they are, so a new listener knows exactly which events it missed.
+    delivered_up_to: i64,
+}
+
+/// A person's live events, from the moment they started listening.
+pub struct Listening {
+    pub events: broadcast::Receiver<Arc<OutboxEvent>>,
+    /// Every event numbered after this reaches `events`; those up to it were
+    /// handed out before, and only the outbox still has them.
+    pub after: i64,
 }
 
 impl Router {
     fn new(buffer: usize) -> Self {
-        let channels = Channels { by_user: HashMap::new(), sweep_at: 1024 };
+        let channels = Channels { by_user: HashMap::new(), sweep_at: 1024, delivered_up_to: 0 };
         Self { channels: Arc::new(Mutex::new(channels)), buffer: buffer.max(16) }
     }
 
-    fn subscribe(&self, user_id: i64) -> broadcast::Receiver<Arc<OutboxEvent>> {
+    fn subscribe(&self, user_id: i64) -> Listening {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if channels.by_user.len() >= channels.sweep_at {
             channels.by_user.retain(|_, sender| sender.receiver_count() > 0);
             channels.sweep_at = (channels.by_user.len() * 2).max(1024);
         }
         let buffer = self.buffer;
-        channels.by_user.entry(user_id).or_insert_with(|| broadcast::channel(buffer).0).subscribe()
+        let events = channels.by_user.entry(user_id).or_insert_with(|| broadcast::channel(buffer).0).subscribe();
+        Listening { events, after: channels.delivered_up_to }
+    }
+
+    /// Where the relay starts: the events up to `seq` were committed before
+    /// this instance began delivering.
+    pub(super) fn start_after(&self, seq: i64) {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels.delivered_up_to = channels.delivered_up_to.max(seq);
     }
 
     pub(crate) fn deliver(&self, event: OutboxEvent) {
         let event = Arc::new(event);
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        channels.delivered_up_to = channels.delivered_up_to.max(event.seq);
         for user_id in &event.recipients {
             let unsubscribed = channels.by_user.get(user_id).is_some_and(|sender| sender.send(event.clone()).is_err());
             if unsubscribed {
@@ -142,8 +162,9 @@ impl EventBus {
         Ok(Self { router, db, doorbell, drafts })
     }
 
-    /// Live events addressed to `user_id`, from now on.
-    pub fn subscribe(&self, user_id: i64) -> broadcast::Receiver<Arc<OutboxEvent>> {
+    /// Live events addressed to `user_id`, from now on, and the last event
+    /// this instance handed out before.
+    pub fn subscribe(&self, user_id: i64) -> Listening {
         self.router.subscribe(user_id)
     }
 
@@ -198,11 +219,25 @@ mod tests {
     #[test]
     fn an_event_reaches_only_its_recipients_channels() {
         let router = Router::new(16);
-        let (mut alice, mut alice_again, mut bob) = (router.subscribe(1), router.subscribe(1), router.subscribe(2));
+        let [mut alice, mut alice_again, mut bob] = [1, 1, 2].map(|user_id| router.subscribe(user_id).events);
         router.deliver(event(10, vec![1, 3]));
         assert_eq!(alice.try_recv().map(|e| e.seq), Ok(10));
         assert_eq!(alice_again.try_recv().map(|e| e.seq), Ok(10), "every subscription of the person");
         assert!(bob.try_recv().is_err(), "not addressed to bob");
+    }
+
+    #[test]
+    fn a_listener_learns_which_events_it_missed() {
+        let router = Router::new(16);
+        router.start_after(7);
+        assert_eq!(router.subscribe(1).after, 7, "committed before the relay started");
+        router.deliver(event(8, vec![2]));
+        let mut listening = router.subscribe(1);
+        assert_eq!(listening.after, 8, "handed out before, even to someone else");
+        router.deliver(event(9, vec![1]));
+        assert_eq!(listening.events.try_recv().map(|e| e.seq), Ok(9), "after it, live");
+        router.start_after(3);
+        assert_eq!(router.subscribe(1).after, 9, "never moves back");
     }
 
     #[test]

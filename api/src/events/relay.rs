@@ -59,6 +59,7 @@ pub(super) async fn start(
     poll_interval: Duration,
 ) -> Result<(), DbErr> {
     let watermark = high_water_mark(&db).await?;
+    router.start_after(watermark);
     tokio::spawn(run(db, router, wake, watermark, poll_interval));
     Ok(())
 }
