@@ -12,6 +12,7 @@ mod m20261130_000006_parcel_tracking_number_index;
 mod m20261205_000007_event_drafts;
 mod m20261205_000008_number_drafts_after_commit;
 mod m20261205_000009_current_residents_index;
+mod m20261205_000010_numbered_drafts_returned;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000007_event_drafts::Migration),
             Box::new(m20261205_000008_number_drafts_after_commit::Migration),
             Box::new(m20261205_000009_current_residents_index::Migration),
+            Box::new(m20261205_000010_numbered_drafts_returned::Migration),
         ]
     }
 }

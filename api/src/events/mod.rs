@@ -1,6 +1,7 @@
 //! Events: every state change writes a thin row to the outbox in its own
 //! transaction; a relay in each instance reads new rows in order and hands them
-//! to the subscriptions connected to that instance. Redis, when configured,
+//! to the subscriptions connected to that instance (on PostgreSQL, the
+//! instance that numbers new rows hands them over without reading them back). Redis, when configured,
 //! only wakes the relays of other instances early; the outbox is the truth.
 
 pub mod audience;
@@ -101,14 +102,46 @@ impl Router {
         channels.delivered_up_to = channels.delivered_up_to.max(seq);
     }
 
-    pub(crate) fn deliver(&self, event: OutboxEvent) {
-        let event = Arc::new(event);
+    fn delivered_up_to(&self) -> i64 {
+        self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner).delivered_up_to
+    }
+
+    /// Hands `events`, read from the outbox in order, to their recipients,
+    /// skipping those already handed out.
+    fn deliver(&self, events: Vec<OutboxEvent>) {
         let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        channels.delivered_up_to = channels.delivered_up_to.max(event.seq);
+        for event in events {
+            if event.seq > channels.delivered_up_to {
+                channels.send(event);
+            }
+        }
+    }
+
+    /// Hands out `events` (numbered in order) only where they continue what
+    /// was handed out, skipping those already handed out. False when they do
+    /// not: events numbered elsewhere come first, and only the outbox has them.
+    fn deliver_next(&self, events: Vec<OutboxEvent>) -> bool {
+        let mut channels = self.channels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for event in events {
+            if event.seq > channels.delivered_up_to + 1 {
+                return false;
+            }
+            if event.seq == channels.delivered_up_to + 1 {
+                channels.send(event);
+            }
+        }
+        true
+    }
+}
+
+impl Channels {
+    fn send(&mut self, event: OutboxEvent) {
+        self.delivered_up_to = event.seq;
+        let event = Arc::new(event);
         for user_id in &event.recipients {
-            let unsubscribed = channels.by_user.get(user_id).is_some_and(|sender| sender.send(event.clone()).is_err());
+            let unsubscribed = self.by_user.get(user_id).is_some_and(|sender| sender.send(event.clone()).is_err());
             if unsubscribed {
-                channels.by_user.remove(user_id);
+                self.by_user.remove(user_id);
             }
         }
     }
@@ -120,8 +153,9 @@ pub struct EventBus {
     router: Router,
     db: DatabaseConnection,
     doorbell: Doorbell,
-    /// On PostgreSQL, wakes this instance's numberer, which rings the
-    /// doorbell once the committed drafts are in the outbox.
+    /// On PostgreSQL, wakes this instance's numberer, which hands the
+    /// drafts it numbered to this instance's subscribers and rings the
+    /// doorbell for the other instances.
     drafts: Option<Arc<Notify>>,
 }
 
@@ -135,6 +169,11 @@ struct Doorbell {
 impl Doorbell {
     fn ring(&self) {
         self.relay.notify_one();
+        self.ring_elsewhere();
+    }
+
+    /// Wakes only the other instances' relays.
+    fn ring_elsewhere(&self) {
         if let Some(redis) = &self.redis {
             redis.announce();
         }
@@ -158,7 +197,7 @@ impl EventBus {
         relay::start(db.clone(), router.clone(), wake.clone(), poll_interval).await?;
         let doorbell = Doorbell { relay: wake, redis };
         let drafts = (db.get_database_backend() == DbBackend::Postgres)
-            .then(|| numbering::start(db.clone(), doorbell.clone(), poll_interval));
+            .then(|| numbering::start(db.clone(), router.clone(), doorbell.clone(), poll_interval));
         Ok(Self { router, db, doorbell, drafts })
     }
 
@@ -220,7 +259,7 @@ mod tests {
     fn an_event_reaches_only_its_recipients_channels() {
         let router = Router::new(16);
         let [mut alice, mut alice_again, mut bob] = [1, 1, 2].map(|user_id| router.subscribe(user_id).events);
-        router.deliver(event(10, vec![1, 3]));
+        router.deliver(vec![event(10, vec![1, 3])]);
         assert_eq!(alice.try_recv().map(|e| e.seq), Ok(10));
         assert_eq!(alice_again.try_recv().map(|e| e.seq), Ok(10), "every subscription of the person");
         assert!(bob.try_recv().is_err(), "not addressed to bob");
@@ -231,20 +270,34 @@ mod tests {
         let router = Router::new(16);
         router.start_after(7);
         assert_eq!(router.subscribe(1).after, 7, "committed before the relay started");
-        router.deliver(event(8, vec![2]));
+        router.deliver(vec![event(8, vec![2])]);
         let mut listening = router.subscribe(1);
         assert_eq!(listening.after, 8, "handed out before, even to someone else");
-        router.deliver(event(9, vec![1]));
+        router.deliver(vec![event(9, vec![1])]);
         assert_eq!(listening.events.try_recv().map(|e| e.seq), Ok(9), "after it, live");
         router.start_after(3);
         assert_eq!(router.subscribe(1).after, 9, "never moves back");
     }
 
     #[test]
+    fn the_numberer_hands_out_only_what_continues_the_delivered_run() {
+        let router = Router::new(16);
+        router.start_after(10);
+        let mut alice = router.subscribe(1).events;
+        assert!(router.deliver_next(vec![event(11, vec![1]), event(12, vec![1])]), "the next run");
+        assert!(router.deliver_next(vec![event(12, vec![1]), event(13, vec![1])]), "one already handed out");
+        assert!(!router.deliver_next(vec![event(15, vec![1])]), "14 is missing: left to the relay");
+        router.deliver(vec![event(13, vec![1]), event(14, vec![1]), event(15, vec![1])]);
+        let received: Vec<i64> = std::iter::from_fn(|| alice.try_recv().ok()).map(|e| e.seq).collect();
+        assert_eq!(received, [11, 12, 13, 14, 15], "each once, in order");
+        assert_eq!(router.delivered_up_to(), 15);
+    }
+
+    #[test]
     fn a_person_no_longer_subscribed_is_forgotten() {
         let router = Router::new(16);
         drop(router.subscribe(1));
-        router.deliver(event(1, vec![1]));
+        router.deliver(vec![event(1, vec![1])]);
         assert!(router.channels.lock().expect("channels").by_user.is_empty());
     }
 }

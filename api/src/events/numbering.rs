@@ -1,14 +1,15 @@
 //! PostgreSQL's writers leave their events as drafts (see `outbox`). Each
 //! instance numbers the committed drafts into the outbox after its own
 //! writers commit, and on a timer in case a writer's instance stopped before
-//! it could, then rings the doorbell for the relays.
+//! it could. It hands the events it numbered to its own subscribers, and
+//! rings the doorbell for the other instances' relays.
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement};
 use tokio::sync::Notify;
 
-use super::Doorbell;
+use super::{Doorbell, OutboxEvent, Router};
 
 /// Drafts numbered in one transaction; a backlog takes several short ones.
 const BATCH: i64 = 2_000;
@@ -33,24 +34,73 @@ pub(super) async fn number_drafts(db: &impl ConnectionTrait) -> Result<(i64, i64
     }
 }
 
+/// Numbers up to `BATCH` committed drafts (`take_event_drafts`, migration
+/// `m20261205_000010_numbered_drafts_returned`) and returns them as events,
+/// in order.
+async fn take_drafts(db: &impl ConnectionTrait) -> Result<Vec<OutboxEvent>, DbErr> {
+    let statement = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT seq, community_id, kind, entity_type, entity_id, created_at, recipients FROM take_event_drafts($1)",
+        [BATCH.into()],
+    );
+    db.query_all_raw(statement).await?.iter().map(event_of).collect()
+}
+
+fn event_of(row: &QueryResult) -> Result<OutboxEvent, DbErr> {
+    Ok(OutboxEvent {
+        seq: row.try_get("", "seq")?,
+        community_id: row.try_get("", "community_id")?,
+        kind: row.try_get("", "kind")?,
+        entity_type: row.try_get("", "entity_type")?,
+        entity_id: row.try_get("", "entity_id")?,
+        created_at: row.try_get("", "created_at")?,
+        recipients: row.try_get("", "recipients")?,
+    })
+}
+
 /// Starts this instance's numberer; notify the returned handle after a
 /// commit that inserted drafts.
-pub(super) fn start(db: DatabaseConnection, doorbell: Doorbell, poll_interval: Duration) -> Arc<Notify> {
+pub(super) fn start(
+    db: DatabaseConnection,
+    router: Router,
+    doorbell: Doorbell,
+    poll_interval: Duration,
+) -> Arc<Notify> {
     let drafts = Arc::new(Notify::new());
-    tokio::spawn(run(db, drafts.clone(), doorbell, poll_interval));
+    tokio::spawn(run(db, drafts.clone(), router, doorbell, poll_interval));
     drafts
 }
 
-async fn run(db: DatabaseConnection, drafts: Arc<Notify>, doorbell: Doorbell, poll_interval: Duration) {
+async fn run(db: DatabaseConnection, drafts: Arc<Notify>, router: Router, doorbell: Doorbell, poll_interval: Duration) {
     loop {
         tokio::select! {
             _ = drafts.notified() => {}
             _ = tokio::time::sleep(poll_interval) => {}
         }
-        match number_drafts(&db).await {
-            Ok((0, _)) => {}
-            Ok(_) => doorbell.ring(),
-            Err(err) => tracing::warn!(error = %err, "could not number committed events; will retry"),
+        if let Err(err) = number_and_hand_over(&db, &router, &doorbell).await {
+            tracing::warn!(error = %err, "could not number committed events; will retry");
+        }
+    }
+}
+
+/// Numbers every committed draft, batch by batch. Each batch goes straight
+/// to this instance's subscribers when it continues what they were handed;
+/// otherwise (another instance numbered events in between) the relay reads
+/// them all from the outbox, in order.
+async fn number_and_hand_over(db: &DatabaseConnection, router: &Router, doorbell: &Doorbell) -> Result<(), DbErr> {
+    loop {
+        let events = take_drafts(db).await?;
+        let taken = events.len() as i64;
+        if taken == 0 {
+            return Ok(());
+        }
+        if router.deliver_next(events) {
+            doorbell.ring_elsewhere();
+        } else {
+            doorbell.ring();
+        }
+        if taken < BATCH {
+            return Ok(());
         }
     }
 }

@@ -58,35 +58,32 @@ pub(super) async fn start(
     wake: Arc<Notify>,
     poll_interval: Duration,
 ) -> Result<(), DbErr> {
-    let watermark = high_water_mark(&db).await?;
-    router.start_after(watermark);
-    tokio::spawn(run(db, router, wake, watermark, poll_interval));
+    router.start_after(high_water_mark(&db).await?);
+    tokio::spawn(run(db, router, wake, poll_interval));
     Ok(())
 }
 
-async fn run(db: DatabaseConnection, router: Router, wake: Arc<Notify>, mut watermark: i64, poll_interval: Duration) {
+async fn run(db: DatabaseConnection, router: Router, wake: Arc<Notify>, poll_interval: Duration) {
     loop {
         tokio::select! {
             _ = wake.notified() => {}
             _ = tokio::time::sleep(poll_interval) => {}
         }
-        match catch_up(&db, &router, watermark).await {
-            Ok(delivered_up_to) => watermark = delivered_up_to,
-            Err(err) => tracing::warn!(error = %err, "event relay could not read the outbox; will retry"),
+        if let Err(err) = catch_up(&db, &router).await {
+            tracing::warn!(error = %err, "event relay could not read the outbox; will retry");
         }
     }
 }
 
-async fn catch_up(db: &DatabaseConnection, router: &Router, mut watermark: i64) -> Result<i64, DbErr> {
+/// Reads on from what the router has handed out, which on PostgreSQL
+/// includes what this instance's numberer handed it directly.
+async fn catch_up(db: &DatabaseConnection, router: &Router) -> Result<(), DbErr> {
     loop {
-        let events = load_after(db, watermark).await?;
+        let events = load_after(db, router.delivered_up_to()).await?;
         let more = events.len() as i64 == BATCH;
-        for event in events {
-            watermark = event.seq;
-            router.deliver(event);
-        }
+        router.deliver(events);
         if !more {
-            return Ok(watermark);
+            return Ok(());
         }
     }
 }
