@@ -1,8 +1,9 @@
 //! Events: every state change writes a thin row to the outbox in its own
 //! transaction; a relay in each instance reads new rows in order and hands them
-//! to the subscriptions connected to that instance (on PostgreSQL, the
-//! instance that numbers new rows hands them over without reading them back). Redis, when configured,
-//! only wakes the relays of other instances early; the outbox is the truth.
+//! to the subscriptions connected to that instance. On PostgreSQL the instance
+//! that numbers new rows hands them over itself, without reading them back.
+//! Redis, when configured, only wakes the relays of other instances early; the
+//! outbox is the truth.
 
 pub mod audience;
 pub mod cursor;
@@ -73,8 +74,9 @@ struct Channels {
 /// A person's live events, from the moment they started listening.
 pub struct Listening {
     pub events: broadcast::Receiver<Arc<OutboxEvent>>,
-    /// Every event numbered after this reaches `events`; those up to it were
-    /// handed out before, and only the outbox still has them.
+    /// Every event numbered after this and addressed to the person reaches
+    /// `events`; those up to it were handed out before, and only the outbox
+    /// still has them.
     pub after: i64,
 }
 

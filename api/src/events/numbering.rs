@@ -14,9 +14,10 @@ use super::{Doorbell, OutboxEvent, Router};
 /// Drafts numbered in one transaction; a backlog takes several short ones.
 const BATCH: i64 = 2_000;
 
-/// Numbers every draft committed so far (`number_event_drafts`, migration
-/// `m20261205_000008_number_drafts_after_commit`). Returns how many it
-/// numbered and the highest committed sequence number after them.
+/// Numbers every draft committed so far (`number_event_drafts`: since
+/// migration `m20261205_000010_numbered_drafts_returned`, `take_event_drafts`
+/// counted instead of returned). Returns how many it numbered and the
+/// highest committed sequence number after them.
 pub(super) async fn number_drafts(db: &impl ConnectionTrait) -> Result<(i64, i64), DbErr> {
     let mut total = 0;
     loop {
