@@ -146,10 +146,12 @@ fn hex_id() -> String {
 impl TestApp {
     /// A second server instance on the same database (and Redis, when
     /// configured), as when several instances run behind a load balancer.
+    /// Its statements are counted apart from this instance's.
     pub async fn peer(&self, customise: impl FnOnce(&mut Settings)) -> TestApp {
         let mut settings = self.settings.clone();
         customise(&mut settings);
-        let db = counting_connection(&settings, &self.queries).await;
+        let queries = Arc::new(AtomicU64::new(0));
+        let db = counting_connection(&settings, &queries).await;
         let context = api::app_context(db.clone(), settings.clone()).await.expect("app context");
         let running = api::serve(context.clone()).expect("bind");
         tokio::spawn(running.server);
@@ -161,7 +163,7 @@ impl TestApp {
             settings,
             home: self.home.clone(),
             other: self.other.clone(),
-            queries: self.queries.clone(),
+            queries,
             _cleanup: self._cleanup.clone(),
             _data_dir: self._data_dir.clone(),
         }

@@ -549,6 +549,47 @@ async fn with_redis_other_instances_are_woken_at_once() {
 }
 
 #[tokio::test]
+async fn with_redis_on_postgres_other_instances_receive_the_events_without_reading_the_outbox() {
+    if std::env::var("TEST_REDIS_URL").is_err() {
+        eprintln!("TEST_REDIS_URL is not set: skipping the Redis hand-over test");
+        return;
+    }
+    // Relays that would otherwise read the outbox only every ten minutes.
+    let slow = Duration::from_secs(600);
+    let app = spawn_app_with(|settings| settings.event_poll_interval = slow).await;
+    if app.db.get_database_backend() != DbBackend::Postgres {
+        eprintln!("events travel through Redis only from PostgreSQL's numberer: skipping");
+        return;
+    }
+    let b = app.peer(|settings| settings.event_poll_interval = slow).await;
+    let tenant = app.token("tenant").await;
+    let start = now_cursor(&app).await;
+    let mut on_a = Phone::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Phone::open(&b, &tenant, "tenant on B", Some(&start)).await;
+    // Let both instances' Redis subscriptions settle.
+    on_a.expect_quiet(Duration::from_millis(700)).await;
+
+    let order = submit(&app, &tenant, "1-102").await;
+    let event = on_b.next_event_within(Duration::from_secs(1)).await;
+    assert_eq!((event.kind.as_str(), event.order.as_str()), ("SUBMITTED", order.as_str()), "on B");
+    assert_eq!(on_a.next_event().await, event, "the same event under the same cursor on A");
+    on_b.close().await;
+
+    // B, with no phone to read an order for, reads nothing for A's events.
+    let ((order, event), read_by_b) = b
+        .count_queries(async {
+            let order = submit(&app, &tenant, "1-102").await;
+            let event = on_a.next_event().await;
+            // Anything B still read for it would come now.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            (order, event)
+        })
+        .await;
+    assert_eq!((event.kind.as_str(), event.order.as_str()), ("SUBMITTED", order.as_str()));
+    assert_eq!(read_by_b, 0, "B took A's event from Redis, not from the outbox");
+}
+
+#[tokio::test]
 async fn with_redis_unreachable_events_still_arrive_and_none_is_lost() {
     let app = spawn_app().await;
     let b = app

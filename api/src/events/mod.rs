@@ -1,9 +1,10 @@
 //! Events: every state change writes a thin row to the outbox in its own
 //! transaction; a relay in each instance reads new rows in order and hands them
 //! to the subscriptions connected to that instance. On PostgreSQL the instance
-//! that numbers new rows hands them over itself, without reading them back.
-//! Redis, when configured, only wakes the relays of other instances early; the
-//! outbox is the truth.
+//! that numbers new rows hands them over itself, without reading them back,
+//! and through Redis, when configured, to the other instances; otherwise Redis
+//! wakes the other instances' relays early. The outbox is the truth: each
+//! instance reads it for any gap in what it was handed.
 
 pub mod audience;
 pub mod cursor;
@@ -26,7 +27,7 @@ use tokio::sync::{Notify, broadcast};
 pub use self::outbox::{NewEvent, append};
 
 /// An event as delivered to subscribers: ids and who may receive it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OutboxEvent {
     pub seq: i64,
     pub community_id: i64,
@@ -156,8 +157,8 @@ pub struct EventBus {
     db: DatabaseConnection,
     doorbell: Doorbell,
     /// On PostgreSQL, wakes this instance's numberer, which hands the
-    /// drafts it numbered to this instance's subscribers and rings the
-    /// doorbell for the other instances.
+    /// drafts it numbered to this instance's subscribers and passes them on
+    /// to the other instances.
     drafts: Option<Arc<Notify>>,
 }
 
@@ -171,14 +172,21 @@ struct Doorbell {
 impl Doorbell {
     fn ring(&self) {
         self.relay.notify_one();
-        self.ring_elsewhere();
+        if let Some(redis) = &self.redis {
+            redis.ring();
+        }
     }
 
-    /// Wakes only the other instances' relays.
-    fn ring_elsewhere(&self) {
+    /// Hands events this instance numbered to the other instances; this
+    /// instance's relay is not woken.
+    fn pass_on(&self, events: &[OutboxEvent]) {
         if let Some(redis) = &self.redis {
-            redis.announce();
+            redis.pass_on(events);
         }
+    }
+
+    fn wake_relay(&self) {
+        self.relay.notify_one();
     }
 }
 
@@ -195,7 +203,8 @@ impl EventBus {
     ) -> Result<Self, StartError> {
         let router = Router::new(buffer);
         let wake = Arc::new(Notify::new());
-        let redis = redis_url.map(|url| redis_fanout::start(url, redis_prefix, wake.clone())).transpose()?;
+        let redis =
+            redis_url.map(|url| redis_fanout::start(url, redis_prefix, router.clone(), wake.clone())).transpose()?;
         relay::start(db.clone(), router.clone(), wake.clone(), poll_interval).await?;
         let doorbell = Doorbell { relay: wake, redis };
         let drafts = (db.get_database_backend() == DbBackend::Postgres)

@@ -1,8 +1,8 @@
 //! PostgreSQL's writers leave their events as drafts (see `outbox`). Each
 //! instance numbers the committed drafts into the outbox after its own
 //! writers commit, and on a timer in case a writer's instance stopped before
-//! it could. It hands the events it numbered to its own subscribers, and
-//! rings the doorbell for the other instances' relays.
+//! it could. It hands the events it numbered to its own subscribers and,
+//! through Redis, to the other instances.
 
 use std::{sync::Arc, time::Duration};
 
@@ -84,10 +84,11 @@ async fn run(db: DatabaseConnection, drafts: Arc<Notify>, router: Router, doorbe
     }
 }
 
-/// Numbers every committed draft, batch by batch. Each batch goes straight
-/// to this instance's subscribers when it continues what they were handed;
-/// otherwise (another instance numbered events in between) the relay reads
-/// them all from the outbox, in order.
+/// Numbers every committed draft, batch by batch. Each batch goes to the
+/// other instances through Redis, and straight to this instance's
+/// subscribers when it continues what they were handed; otherwise (another
+/// instance numbered events in between) the relay reads them all from the
+/// outbox, in order.
 async fn number_and_hand_over(db: &DatabaseConnection, router: &Router, doorbell: &Doorbell) -> Result<(), DbErr> {
     loop {
         let events = take_drafts(db).await?;
@@ -95,10 +96,9 @@ async fn number_and_hand_over(db: &DatabaseConnection, router: &Router, doorbell
         if taken == 0 {
             return Ok(());
         }
-        if router.deliver_next(events) {
-            doorbell.ring_elsewhere();
-        } else {
-            doorbell.ring();
+        doorbell.pass_on(&events);
+        if !router.deliver_next(events) {
+            doorbell.wake_relay();
         }
         if taken < BATCH {
             return Ok(());
