@@ -617,6 +617,59 @@ async fn with_redis_unreachable_events_still_arrive_and_none_is_lost() {
     assert_eq!(received_a, received_b, "on A, including what B could not announce");
 }
 
+/// Appends `count` events for `order`, addressed to `recipient`, each in a
+/// transaction of its own through `app`'s writers, as mutations do.
+async fn append_one_by_one(app: &TestApp, count: usize, recipient: i64, order: &str) {
+    for _ in 0..count {
+        let event = NewEvent {
+            community_id: app.home.community.id,
+            kind: "OVERDUE",
+            entity_type: "REPAIR_ORDER",
+            entity_id: order_number(order),
+            recipients: vec![recipient],
+        };
+        app.context.writers.write(async |txn| Ok(api::events::append(txn, vec![event]).await?)).await.expect("append");
+        app.context.events.committed();
+    }
+}
+
+#[tokio::test]
+async fn events_committed_on_two_instances_at_once_reach_both_in_the_same_order() {
+    const PER_INSTANCE: usize = 30;
+    let app = spawn_app().await;
+    let b = app.peer(|_| {}).await;
+    let tenant = app.token("tenant").await;
+    let order = submit(&app, &tenant, "1-102").await;
+    let start = now_cursor(&app).await;
+    let mut on_a = Phone::open(&app, &tenant, "tenant on A", Some(&start)).await;
+    let mut on_b = Phone::open(&b, &tenant, "tenant on B", Some(&start)).await;
+    on_a.expect_quiet(Duration::from_millis(300)).await;
+
+    // Each instance numbers (on PostgreSQL) and hands out its own events
+    // while the other does the same: each must fill the gaps from the outbox.
+    let tenant_id = app.home.account("tenant").user_id;
+    tokio::join!(
+        append_one_by_one(&app, PER_INSTANCE, tenant_id, &order),
+        append_one_by_one(&b, PER_INSTANCE, tenant_id, &order)
+    );
+    app.settle_events().await;
+
+    let committed: Vec<i64> = event::Entity::find()
+        .filter(event::Column::EntityId.eq(order_number(&order)))
+        .filter(event::Column::Kind.eq("OVERDUE"))
+        .order_by_asc(event::Column::Seq)
+        .all(&app.db)
+        .await
+        .expect("the appended events")
+        .iter()
+        .map(|row| row.seq)
+        .collect();
+    let received_a = on_a.exactly(2 * PER_INSTANCE).await;
+    let received_b = on_b.exactly(2 * PER_INSTANCE).await;
+    assert_eq!(received_a.iter().map(|e| e.seq).collect::<Vec<_>>(), committed, "on A: every event once, in order");
+    assert_eq!(received_a, received_b, "on B: the same events under the same cursors");
+}
+
 // ---------------------------------------------------------------------------
 // 6. Moving out
 // ---------------------------------------------------------------------------
