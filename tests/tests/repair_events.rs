@@ -264,17 +264,6 @@ async fn a_resident_who_reconnects_with_a_cursor_receives_exactly_what_was_misse
     phone.expect_quiet(QUIET).await;
 }
 
-/// SQL statements the server ran while `work` ran and the subscription it
-/// opened had time to start.
-async fn statements_to_start(app: &TestApp, work: impl Future<Output = Phone>) -> (Phone, u64) {
-    app.count_queries(async {
-        let phone = work.await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        phone
-    })
-    .await
-}
-
 #[tokio::test]
 async fn a_phone_that_resumes_up_to_date_reads_nothing_from_the_outbox() {
     // No timer-driven reads of the outbox during the counts: commits still
@@ -291,15 +280,26 @@ async fn a_phone_that_resumes_up_to_date_reads_nothing_from_the_outbox() {
     let (connected, for_connecting) =
         app.count_queries(Subscriber::connect(&app, &tenant, "tenant (connected only)", "repairOrderEvents")).await;
     connected.close().await;
-    let (mut resumed, for_up_to_date) =
-        statements_to_start(&app, Phone::open(&app, &tenant, "tenant (up to date)", Some(&assigned.cursor))).await;
+    let (mut resumed, for_up_to_date) = app
+        .count_queries(async {
+            let resumed = Phone::open(&app, &tenant, "tenant (up to date)", Some(&assigned.cursor)).await;
+            // Time for the subscription to start, and to read, were it to.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            resumed
+        })
+        .await;
     assert_eq!(for_up_to_date, for_connecting, "subscribing up to date adds no statement to connecting");
 
     let one_behind = cursor::encode(assigned.seq - 1);
-    let (mut behind, for_behind) =
-        statements_to_start(&app, Phone::open(&app, &tenant, "tenant (one behind)", Some(&one_behind))).await;
+    let ((mut behind, missed), for_behind) = app
+        .count_queries(async {
+            let mut behind = Phone::open(&app, &tenant, "tenant (one behind)", Some(&one_behind)).await;
+            let missed = behind.next_event().await;
+            (behind, missed)
+        })
+        .await;
+    assert_eq!(missed, assigned, "the missed event, from the outbox");
     assert!(for_behind > for_connecting, "a phone behind reads what it missed");
-    assert_eq!(behind.next_event().await, assigned, "the missed event, from the outbox");
 
     // Both are live: the next change reaches each once.
     act(&app, &technician, START, &order).await;
