@@ -4,6 +4,11 @@
 //! one SQL statement, B2 the INSERTs that create a repair order with its
 //! event. SQL goes straight to the sqlx pool as text (SeaORM's `Statement`
 //! passes it through), with no GraphQL, no auth and no ORM mapping.
+//!
+//! Beside them, B1 through the engine: B1's statement behind a minimal
+//! async-graphql schema answering S2's document, to measure what the engine
+//! alone costs on top of B1, with the API's shortcuts (each document parsed
+//! once, validated by the limits only) and none of the API's own work.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
 use chrono::{Duration, Utc};
@@ -125,12 +130,130 @@ async fn insert_order(db: &DatabaseConnection, s: &Submission) -> Result<i64, se
     Ok(order_id)
 }
 
+mod engine {
+    use std::sync::OnceLock;
+
+    use actix_web::{HttpResponse, web};
+    use async_graphql::{
+        Context, EmptyMutation, EmptySubscription, ID, Object, Request, Schema, SimpleObject, ValidationMode,
+        parser::{parse_query, types::ExecutableDocument},
+    };
+    use sea_orm::{ConnectionTrait, DatabaseConnection};
+
+    use super::{RESIDENT_ORDERS, Resident, statement};
+
+    pub type Engine = Schema<Query, EmptyMutation, EmptySubscription>;
+
+    pub fn schema(db: DatabaseConnection) -> Engine {
+        Schema::build(Query, EmptyMutation, EmptySubscription).data(db).validation_mode(ValidationMode::Fast).finish()
+    }
+
+    #[derive(SimpleObject)]
+    pub struct Building {
+        name: String,
+    }
+
+    #[derive(SimpleObject)]
+    pub struct Unit {
+        number: String,
+        building: Building,
+    }
+
+    #[derive(SimpleObject)]
+    pub struct User {
+        name: String,
+    }
+
+    #[derive(SimpleObject)]
+    pub struct RepairOrder {
+        id: ID,
+        state: String,
+        description: String,
+        unit: Unit,
+        building: Building,
+        assignee: Option<User>,
+    }
+
+    #[derive(SimpleObject)]
+    pub struct Edge {
+        node: RepairOrder,
+    }
+
+    #[derive(SimpleObject)]
+    pub struct Page {
+        edges: Vec<Edge>,
+    }
+
+    pub struct Query;
+
+    #[Object]
+    impl Query {
+        /// B1's page: the statement takes no `first`, it always reads 20.
+        async fn repair_orders(
+            &self,
+            ctx: &Context<'_>,
+            #[graphql(name = "first")] _first: i32,
+        ) -> async_graphql::Result<Page> {
+            let db = ctx.data::<DatabaseConnection>()?;
+            let Resident { user } = ctx.data::<Resident>()?;
+            let rows =
+                db.query_all_raw(statement(db, RESIDENT_ORDERS, vec![(*user).into()])).await.map_err(engine_error)?;
+            let edges = rows
+                .iter()
+                .map(|row| {
+                    let building_name: String = row.try_get("", "building_name")?;
+                    let node = RepairOrder {
+                        id: ID(row.try_get::<i64>("", "id")?.to_string()),
+                        state: row.try_get("", "state")?,
+                        description: row.try_get("", "description")?,
+                        unit: Unit {
+                            number: row.try_get("", "unit_number")?,
+                            building: Building { name: building_name.clone() },
+                        },
+                        building: Building { name: building_name },
+                        assignee: row.try_get::<Option<String>>("", "assignee_name")?.map(|name| User { name }),
+                    };
+                    Ok(Edge { node })
+                })
+                .collect::<Result<_, sea_orm::DbErr>>()
+                .map_err(engine_error)?;
+            Ok(Page { edges })
+        }
+    }
+
+    fn engine_error(err: sea_orm::DbErr) -> async_graphql::Error {
+        async_graphql::Error::new(err.to_string())
+    }
+
+    /// The first document posted, parsed once, as the API keeps its documents.
+    static PARSED: OnceLock<(String, ExecutableDocument)> = OnceLock::new();
+
+    pub async fn b1_engine(engine: web::Data<Engine>, query: web::Query<Resident>, body: web::Bytes) -> HttpResponse {
+        let mut request: Request = match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(err) => return HttpResponse::BadRequest().body(err.to_string()),
+        };
+        let parsed = PARSED.get_or_init(|| {
+            let document = parse_query(&request.query).expect("the benchmark's document parses");
+            (request.query.clone(), document)
+        });
+        if parsed.0 == request.query {
+            request.set_parsed_query(parsed.1.clone());
+        }
+        let response = engine.execute(request.data(query.into_inner())).await;
+        HttpResponse::Ok().json(response)
+    }
+}
+
 /// Serves the baselines on `bind` with one worker, until killed.
 pub async fn serve(db: DatabaseConnection, bind: &str) -> std::io::Result<()> {
+    let engine = web::Data::new(engine::schema(db.clone()));
     let db = web::Data::new(db);
     HttpServer::new(move || {
         App::new()
             .app_data(db.clone())
+            .app_data(engine.clone())
+            .route("/b1-engine", web::post().to(engine::b1_engine))
             .route("/b0", web::get().to(b0))
             .route("/b1", web::get().to(b1))
             .route("/b2", web::post().to(b2))

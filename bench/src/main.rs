@@ -89,6 +89,22 @@ enum Scenario {
         /// API instances sharing the database, joined through Redis when more than one.
         #[arg(long, default_value_t = 1)]
         instances: usize,
+        /// Processes of their own to hold the phones, beside the load
+        /// generator that registers the parcels; 0 holds them in the load
+        /// generator when the open-file limit allows.
+        #[arg(long, default_value_t = 0)]
+        phone_processes: usize,
+    },
+    /// Holds a share of S5's phones in a process of its own, told the tokens
+    /// on its input (used by S5 past one process's open-file limit).
+    #[command(hide = true)]
+    Phones {
+        /// Phone number of the first token, which places each phone.
+        #[arg(long)]
+        first: usize,
+        /// The API instances' addresses, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        servers: Vec<String>,
     },
     /// Runs the API server from the environment (used by the scenarios).
     #[command(hide = true)]
@@ -103,6 +119,11 @@ fn main() {
     match &cli.scenario {
         Scenario::ServeApi => serve_api(),
         Scenario::ServeBaselines { bind } => serve_baselines(bind),
+        Scenario::Phones { first, servers } => {
+            fixture::raise_file_limit();
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(fanout::phones(servers, *first));
+        }
         _ => {
             fixture::pin_this_process_to_core(1);
             fixture::raise_file_limit();
@@ -142,8 +163,12 @@ async fn measure(cli: &Cli) {
         Scenario::S2 { breakdown } => s2(cli, &fixture, *breakdown).await,
         Scenario::S3 { .. } => s3(cli, &fixture).await,
         Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
-        Scenario::S5 { subscribers, rate, .. } => fanout::s5(&fixture, *subscribers, *rate, cli.seconds).await,
-        Scenario::ServeApi | Scenario::ServeBaselines { .. } => unreachable!("handled in main"),
+        Scenario::S5 { subscribers, rate, phone_processes, .. } => {
+            fanout::s5(&fixture, *subscribers, *rate, cli.seconds, *phone_processes).await
+        }
+        Scenario::ServeApi | Scenario::ServeBaselines { .. } | Scenario::Phones { .. } => {
+            unreachable!("handled in main")
+        }
     }
     fixture.remove().await;
 }
@@ -220,10 +245,22 @@ const RESIDENT_PAGE_FIELDS: f64 = 20.0 * 13.0;
 async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
     let server = Child::api(fixture).await;
     let seeded = fixture.seed_orders(&server, 120).await;
-    let b1 = {
+    let (b1, b1_engine) = {
         let baselines = Child::baselines(fixture).await;
         let url = format!("{}?user={}", baselines.url("/b1"), seeded.owner_id);
-        repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&url))).await
+        let b1 = repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&url))).await;
+        let b1_engine = if breakdown {
+            let url = format!("{}?user={}", baselines.url("/b1-engine"), seeded.owner_id);
+            let body = Arc::new(json!({ "query": RESIDENT_PAGE, "variables": { "first": 20 } }));
+            let answer =
+                reqwest::Client::new().post(&url).json(body.as_ref()).send().await.expect("B1 through the engine");
+            let answer = answer.text().await.expect("its answer");
+            assert_eq!(answer.matches("\"node\"").count(), 20, "B1 through the engine answers a page of 20: {answer}");
+            Some(repeat(cli, cli.clients, Arc::new(move |http, _, _| http.post(&url).json(body.as_ref()))).await)
+        } else {
+            None
+        };
+        (b1, b1_engine)
     };
     let servers = [server];
     let token = Some(seeded.owner_token.as_str());
@@ -235,7 +272,7 @@ async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
         let ids = repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE_IDS, first)).await;
         let order = json!({ "id": seeded.assigned_order.clone().expect("an assigned order") });
         let alone = repeat(cli, 1, graphql(&servers, token, ORDER_ALONE, order)).await;
-        Some((aliased, ids, alone))
+        Some((aliased, ids, alone, b1_engine.expect("measured with the breakdown")))
     } else {
         None
     };
@@ -245,8 +282,12 @@ async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
     println!("  p99 ratio {:.2} (target ≤ 2)", s2.p99.as_secs_f64() / b1.p99.as_secs_f64());
     let statements = fixture.statements_per_page(&seeded, RESIDENT_PAGE, &[20, 100]).await;
     println!("  SQL statements per request: first: 20 → {}, first: 100 → {}", statements[0], statements[1]);
-    if let Some((aliased, ids, alone)) = parts {
+    if let Some((aliased, ids, alone, b1_engine)) = parts {
         print_breakdown(&b1, &s2, &aliased, &ids);
+        println!(
+            "  B1 through the engine {b1_engine}\n    = {:.0} % of B1's rate: what the engine leaves of B1 for any API built on it",
+            100.0 * b1_engine.per_second / b1.per_second
+        );
         println!("  an order read alone with its unit, building and assignee, 1 client: {alone}");
     }
 }
