@@ -5,6 +5,7 @@
 
 use std::{
     net::Ipv4Addr,
+    ops::Range,
     sync::{Arc, Mutex},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +15,7 @@ use chrono::Utc;
 use entity::{enums, unit, unit_membership, user};
 use futures_util::{StreamExt, stream};
 use sea_orm::{ActiveValue::Set, EntityTrait};
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
@@ -92,14 +93,21 @@ async fn seed_residents(fixture: &Fixture, building_id: i64, residents: usize) -
     seeded
 }
 
-pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds: u64, phone_processes: usize) {
+/// How S5 measures: a warm-up, then `runs` runs of `seconds` each.
+pub struct Timing {
+    pub warmup: u64,
+    pub seconds: u64,
+    pub runs: usize,
+}
+
+pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, timing: Timing, phone_processes: usize) {
     let servers = Child::apis(fixture).await;
     let seeded = fixture.seed_orders(&servers[0], 0).await;
     let residents = seed_residents(fixture, seeded.building_id, subscribers).await;
     let instances = servers.len();
     let addrs: Vec<&str> = servers.iter().map(Child::addr).collect();
     let tokens: Vec<&str> = residents.iter().map(|(_, token)| token.as_str()).collect();
-    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let deliveries = Arc::new(Mutex::new(Vec::new()));
     // Each instance and each process of phones keeps its sockets within the
     // open-file limit; past what this process holds, the phones are spread
     // over processes of their own (still on this core).
@@ -111,13 +119,13 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds:
     let phone_processes = phone_processes.max(subscribers.div_ceil(per_process));
     let _phone_processes = if phone_processes <= 1 {
         for (n, mut phone) in connect_phones(&addrs, &tokens, 0).await.into_iter().enumerate() {
-            let latencies = latencies.clone();
+            let deliveries = deliveries.clone();
             tokio::spawn(async move {
                 while let Some(Ok(message)) = phone.next().await {
                     if let Message::Text(text) = message
-                        && let Some(delivery) = delivery(&text, n, instances)
+                        && let Some(delivery) = Delivery::of(&text, n, instances)
                     {
-                        latencies.lock().expect("latencies").push(delivery);
+                        deliveries.lock().expect("deliveries").push(delivery);
                     }
                 }
             });
@@ -126,13 +134,16 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds:
     } else {
         let share = subscribers.div_ceil(phone_processes);
         (0..phone_processes)
-            .map(|p| PhoneProcess::start(&addrs, &tokens, p * share, share, latencies.clone()))
+            .map(|p| PhoneProcess::start(&addrs, &tokens, p * share, share, deliveries.clone()))
             .collect()
     };
     tokio::time::sleep(Duration::from_secs(2)).await;
     println!(
-        "S5 {subscribers} subscribed phones, one-recipient parcel events at {per_second}/s for {seconds} s, \
-         {instances} API instance(s); phones held {}",
+        "S5 {subscribers} subscribed phones, one-recipient parcel events at {per_second}/s, {} runs of {} s after \
+         {} s of warm-up, {instances} API instance(s); phones held {}",
+        timing.runs,
+        timing.seconds,
+        timing.warmup,
         if phone_processes <= 1 {
             "by the load generator".to_owned()
         } else {
@@ -140,52 +151,170 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, seconds:
         }
     );
 
-    let desk = seeded.desk_token.clone();
-    // With several instances the registrations alternate between them, so
-    // about half of the events reach a phone on another instance.
-    let urls: Vec<String> = servers.iter().map(|server| server.url("/graphql")).collect();
-    let http = reqwest::Client::new();
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_REGISTRATIONS_IN_FLIGHT));
-    let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
-    let total = per_second * seconds;
-    let mut sends = Vec::with_capacity(total as usize);
-    for n in 0..total {
-        ticker.tick().await;
-        let (unit_id, _) = &residents[rand::random_range(0..residents.len())];
-        let (http, url, desk) = (http.clone(), urls[n as usize % urls.len()].clone(), desk.clone());
-        let variables = json!({ "unit": format!("unit_{unit_id}"), "tracking": format!("T{}-{n}", micros_now()) });
-        let in_flight = in_flight.clone();
-        sends.push(tokio::spawn(async move {
-            let _connection = in_flight.acquire_owned().await.expect("semaphore");
-            try_call(&http, &url, &desk, REGISTER, variables).await
-        }));
+    let desk = Desk {
+        http: reqwest::Client::new(),
+        // With several instances the registrations alternate between them,
+        // so about half of the events reach a phone on another instance.
+        urls: servers.iter().map(|server| server.url("/graphql")).collect(),
+        token: seeded.desk_token.clone(),
+        unit_ids: residents.iter().map(|(unit_id, _)| *unit_id).collect(),
+        in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_REGISTRATIONS_IN_FLIGHT)),
+    };
+    // The first registrations open the desk's connections and the servers'
+    // database sessions; their events are delivered but not measured.
+    let mut next = per_second * timing.warmup;
+    desk.register(0..next, per_second).await;
+    let mut runs = Vec::with_capacity(timing.runs);
+    for run in 1..=timing.runs {
+        let measured = next..next + per_second * timing.seconds;
+        next = measured.end;
+        let refused = desk.register(measured.clone(), per_second).await;
+        let registered = measured.clone().count() - refused.len();
+        let measured_deliveries = || -> Vec<Delivery> {
+            let deliveries = deliveries.lock().expect("deliveries");
+            deliveries.iter().filter(|delivery| measured.contains(&delivery.registration)).copied().collect()
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while measured_deliveries().len() < registered && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some(first) = refused.first() {
+            println!(
+                "  refused {} of {} registrations, the first with {first}",
+                refused.len(),
+                measured.clone().count()
+            );
+        }
+        let delivered = measured_deliveries();
+        let latencies = Latencies::of(delivered.iter().map(|delivery| delivery.latency).collect());
+        println!("  run {run}: delivered {} of {registered} registered; {latencies}", delivered.len());
+        if instances > 1 {
+            for (crossed, path) in
+                [(false, "registered on the phone's instance"), (true, "registered on the other instance")]
+            {
+                let on_path: Vec<Duration> = delivered
+                    .iter()
+                    .filter(|delivery| delivery.crossed == crossed)
+                    .map(|delivery| delivery.latency)
+                    .collect();
+                println!("    {path}: {} events, {}", on_path.len(), Latencies::of(on_path));
+            }
+        }
+        runs.push(latencies);
     }
-    // A refused registration publishes nothing: it is counted, not awaited.
-    let mut refused = Vec::new();
-    for send in sends {
-        if let Err(errors) = send.await.expect("registration") {
-            refused.push(errors);
+    println!("  median of {} runs: {} (targets 15 / 15 / 50 ms)", runs.len(), Latencies::median(&runs));
+}
+
+/// The percentiles S5's targets name.
+#[derive(Clone, Copy)]
+struct Latencies {
+    p50: Duration,
+    p99: Duration,
+    p999: Duration,
+}
+
+impl Latencies {
+    fn of(mut latencies: Vec<Duration>) -> Self {
+        latencies.sort_unstable();
+        Self {
+            p50: percentile(&latencies, 0.50),
+            p99: percentile(&latencies, 0.99),
+            p999: percentile(&latencies, 0.999),
         }
     }
-    let registered = total as usize - refused.len();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while latencies.lock().expect("latencies").len() < registered && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+
+    /// Each percentile's median over the runs.
+    fn median(runs: &[Self]) -> Self {
+        let middle = |of: fn(&Self) -> Duration| {
+            let mut values: Vec<Duration> = runs.iter().map(of).collect();
+            values.sort_unstable();
+            values.get(values.len() / 2).copied().unwrap_or_default()
+        };
+        Self { p50: middle(|l| l.p50), p99: middle(|l| l.p99), p999: middle(|l| l.p999) }
     }
-    if let Some(first) = refused.first() {
-        println!("  refused {} of {total} registrations, the first with {first}", refused.len());
+}
+
+impl std::fmt::Display for Latencies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms", ms(self.p50), ms(self.p99), ms(self.p999))
     }
-    let delivered = latencies.lock().expect("latencies").clone();
-    let all: Vec<Duration> = delivered.iter().map(|(latency, _)| *latency).collect();
-    println!("  delivered {} of {registered} registered; {} (targets 15 / 15 / 50 ms)", all.len(), summary(all));
-    if instances > 1 {
-        for (crossed, path) in
-            [(false, "registered on the phone's instance"), (true, "registered on the other instance")]
-        {
-            let on_path: Vec<Duration> =
-                delivered.iter().filter(|(_, c)| *c == crossed).map(|(latency, _)| *latency).collect();
-            println!("    {path}: {} events, {}", on_path.len(), summary(on_path));
+}
+
+/// The desk registering parcels for the residents' units.
+struct Desk {
+    http: reqwest::Client,
+    urls: Vec<String>,
+    token: String,
+    unit_ids: Vec<i64>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+impl Desk {
+    /// Registers the parcels `numbers` at `per_second`, each for a random
+    /// unit, its send time and number in its tracking number. Answers the
+    /// errors of those the API refused: a refused registration publishes
+    /// nothing, so it is counted, not awaited.
+    async fn register(&self, numbers: Range<u64>, per_second: u64) -> Vec<Value> {
+        let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / per_second));
+        let mut sends = Vec::with_capacity(numbers.clone().count());
+        for n in numbers {
+            ticker.tick().await;
+            let unit_id = self.unit_ids[rand::random_range(0..self.unit_ids.len())];
+            let (http, url, token) =
+                (self.http.clone(), self.urls[n as usize % self.urls.len()].clone(), self.token.clone());
+            let variables = json!({ "unit": format!("unit_{unit_id}"), "tracking": format!("T{}-{n}", micros_now()) });
+            let in_flight = self.in_flight.clone();
+            sends.push(tokio::spawn(async move {
+                let _connection = in_flight.acquire_owned().await.expect("semaphore");
+                try_call(&http, &url, &token, REGISTER, variables).await
+            }));
         }
+        let mut refused = Vec::new();
+        for send in sends {
+            if let Err(errors) = send.await.expect("registration") {
+                refused.push(errors);
+            }
+        }
+        refused
+    }
+}
+
+/// A parcel's event as a phone received it.
+#[derive(Clone, Copy)]
+struct Delivery {
+    /// The parcel's number in the run.
+    registration: u64,
+    latency: Duration,
+    /// Whether the parcel was registered on another instance than the
+    /// phone's (its event then reaches the phone through Redis, unless the
+    /// phone's instance numbered it).
+    crossed: bool,
+}
+
+impl Delivery {
+    /// Phone `n`'s delivery in a `next` message, from the tracking number's
+    /// send time and number (`T<micros>-<n>`).
+    fn of(text: &str, n: usize, instances: usize) -> Option<Self> {
+        let (sent, rest) = text.split("\"T").nth(1)?.split_once('-')?;
+        let (registration, _) = rest.split_once('"')?;
+        let (sent, registration) = (sent.parse::<u64>().ok()?, registration.parse::<u64>().ok()?);
+        Some(Self {
+            registration,
+            latency: Duration::from_micros(micros_now().saturating_sub(sent)),
+            crossed: registration % instances as u64 != n as u64 % instances as u64,
+        })
+    }
+
+    /// As a process of phones reports it to the load generator.
+    fn line(&self) -> String {
+        format!("{} {} {}", self.registration, self.latency.as_micros(), u8::from(self.crossed))
+    }
+
+    fn read(line: &str) -> Option<Self> {
+        let mut fields = line.split(' ');
+        let registration = fields.next()?.parse().ok()?;
+        let latency = Duration::from_micros(fields.next()?.parse().ok()?);
+        Some(Self { registration, latency, crossed: fields.next()? == "1" })
     }
 }
 
@@ -217,19 +346,10 @@ async fn connect_phones(addrs: &[&str], tokens: &[&str], first: usize) -> Vec<so
         .await
 }
 
-/// A `next` message's latency, and whether the parcel was registered on
-/// another instance than phone `n`'s (its event then reaches the phone
-/// through Redis, unless the phone's instance numbered it).
-fn delivery(text: &str, n: usize, instances: usize) -> Option<(Duration, bool)> {
-    let (sent, registration) = text.split("\"T").nth(1).and_then(parse_tracking)?;
-    let latency = Duration::from_micros(micros_now().saturating_sub(sent));
-    Some((latency, registration % instances != n % instances))
-}
-
 /// A child process of this executable holding a share of the phones
 /// (`bench phones`): told the servers and its phones' tokens on its input, it
 /// answers `ready` once they are subscribed, then a line per event received,
-/// `<latency µs> <crossed 0|1>`.
+/// `<registration> <latency µs> <crossed 0|1>`.
 struct PhoneProcess {
     process: std::process::Child,
 }
@@ -240,7 +360,7 @@ impl PhoneProcess {
         tokens: &[&str],
         first: usize,
         count: usize,
-        latencies: Arc<Mutex<Vec<(Duration, bool)>>>,
+        deliveries: Arc<Mutex<Vec<Delivery>>>,
     ) -> Self {
         use std::io::{BufRead, Write};
         let mut process = std::process::Command::new(std::env::current_exe().expect("own executable"))
@@ -259,9 +379,8 @@ impl PhoneProcess {
         assert_eq!(ready.as_deref(), Some("ready"), "a process of phones failed to subscribe them");
         std::thread::spawn(move || {
             for line in answers.map_while(Result::ok) {
-                let mut fields = line.split(' ');
-                if let (Some(Ok(micros)), Some(crossed)) = (fields.next().map(str::parse), fields.next()) {
-                    latencies.lock().expect("latencies").push((Duration::from_micros(micros), crossed == "1"));
+                if let Some(delivery) = Delivery::read(&line) {
+                    deliveries.lock().expect("deliveries").push(delivery);
                 }
             }
         });
@@ -291,7 +410,7 @@ pub async fn phones(addrs: &[String], first: usize) {
         tokio::spawn(async move {
             while let Some(Ok(message)) = phone.next().await {
                 if let Message::Text(text) = message
-                    && let Some(delivery) = delivery(&text, first + i, instances)
+                    && let Some(delivery) = Delivery::of(&text, first + i, instances)
                 {
                     let _ = deliveries.send(delivery);
                 }
@@ -300,28 +419,10 @@ pub async fn phones(addrs: &[String], first: usize) {
     }
     drop(deliveries);
     let mut output = std::io::stdout().lock();
-    while let Some((latency, crossed)) = received.recv().await {
+    while let Some(delivery) = received.recv().await {
         // The parent is gone when its end of the pipe is.
-        if writeln!(output, "{} {}", latency.as_micros(), u8::from(crossed)).and_then(|()| output.flush()).is_err() {
+        if writeln!(output, "{}", delivery.line()).and_then(|()| output.flush()).is_err() {
             return;
         }
     }
-}
-
-/// The send time and the registration's number from a tracking number's
-/// text after its `T`: `<micros>-<n>"…`.
-fn parse_tracking(text: &str) -> Option<(u64, usize)> {
-    let (sent, rest) = text.split_once('-')?;
-    let (registration, _) = rest.split_once('"')?;
-    Some((sent.parse().ok()?, registration.parse().ok()?))
-}
-
-fn summary(mut latencies: Vec<Duration>) -> String {
-    latencies.sort_unstable();
-    format!(
-        "latency p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms",
-        ms(percentile(&latencies, 0.50)),
-        ms(percentile(&latencies, 0.99)),
-        ms(percentile(&latencies, 0.999))
-    )
 }

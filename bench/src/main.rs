@@ -164,7 +164,8 @@ async fn measure(cli: &Cli) {
         Scenario::S3 { .. } => s3(cli, &fixture).await,
         Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
         Scenario::S5 { subscribers, rate, phone_processes, .. } => {
-            fanout::s5(&fixture, *subscribers, *rate, cli.seconds, *phone_processes).await
+            let timing = fanout::Timing { warmup: cli.warmup, seconds: cli.seconds, runs: cli.runs };
+            fanout::s5(&fixture, *subscribers, *rate, timing, *phone_processes).await
         }
         Scenario::ServeApi | Scenario::ServeBaselines { .. } | Scenario::Phones { .. } => {
             unreachable!("handled in main")
