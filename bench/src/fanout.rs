@@ -1,7 +1,8 @@
 //! S5: thousands of residents' phones subscribed to `parcelEvents`, each in a
 //! unit of their own, while the desk registers parcels for random units at a
-//! fixed rate. Each registration carries its send time in the tracking number,
-//! so the phone that receives it measures publish → deliver end to end.
+//! fixed rate. Each registration carries its send time and its number in the
+//! tracking number, so the phone that receives it measures publish → deliver
+//! end to end, and the warm-up's events are told from the runs'.
 
 use std::{
     net::Ipv4Addr,
@@ -282,7 +283,7 @@ impl Desk {
 /// A parcel's event as a phone received it.
 #[derive(Clone, Copy)]
 struct Delivery {
-    /// The parcel's number in the run.
+    /// The parcel's number in the invocation, the warm-up's first.
     registration: u64,
     latency: Duration,
     /// Whether the parcel was registered on another instance than the
