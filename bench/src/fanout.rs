@@ -427,3 +427,40 @@ pub async fn phones(addrs: &[String], first: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delivery_is_read_from_its_tracking_number_and_survives_the_pipe() {
+        let sent = micros_now() - 5_000;
+        let text = format!(
+            r#"{{"type":"next","payload":{{"data":{{"parcelEvents":{{"parcel":{{"trackingNumber":"T{sent}-1203"}}}}}}}}}}"#
+        );
+        let delivery = Delivery::of(&text, 7, 2).expect("a delivery");
+        assert_eq!(delivery.registration, 1203);
+        assert!(delivery.latency >= Duration::from_millis(5));
+        // Parcel 1203 was registered on instance 1, phone 7 sits on instance 1.
+        assert!(!delivery.crossed);
+        assert!(Delivery::of(&text, 8, 2).expect("a delivery").crossed);
+        assert!(!Delivery::of(&text, 8, 1).expect("a delivery").crossed);
+
+        let read = Delivery::read(&delivery.line()).expect("its line");
+        assert_eq!((read.registration, read.latency, read.crossed), (1203, delivery.latency, false));
+        assert!(Delivery::read("garbled").is_none());
+        assert!(Delivery::of(r#"{"type":"next","payload":{}}"#, 0, 1).is_none());
+    }
+
+    #[test]
+    fn the_median_is_taken_percentile_by_percentile() {
+        let ms = Duration::from_millis;
+        let runs = [
+            Latencies { p50: ms(1), p99: ms(40), p999: ms(90) },
+            Latencies { p50: ms(3), p99: ms(5), p999: ms(9) },
+            Latencies { p50: ms(2), p99: ms(6), p999: ms(8) },
+        ];
+        let median = Latencies::median(&runs);
+        assert_eq!((median.p50, median.p99, median.p999), (ms(2), ms(6), ms(9)));
+    }
+}
