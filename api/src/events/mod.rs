@@ -254,7 +254,8 @@ pub enum StartError {
 mod tests {
     use super::*;
 
-    fn event(seq: i64, recipients: Vec<i64>) -> OutboxEvent {
+    /// An event for unit tests of the routing, here and in `redis_fanout`.
+    pub(super) fn event(seq: i64, recipients: Vec<i64>) -> OutboxEvent {
         OutboxEvent {
             seq,
             community_id: 1,

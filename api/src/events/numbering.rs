@@ -6,7 +6,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement};
+use entity::event;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, FromQueryResult, QueryResult, Statement};
 use tokio::sync::Notify;
 
 use super::{Doorbell, OutboxEvent, Router};
@@ -48,15 +49,7 @@ async fn take_drafts(db: &impl ConnectionTrait) -> Result<Vec<OutboxEvent>, DbEr
 }
 
 fn event_of(row: &QueryResult) -> Result<OutboxEvent, DbErr> {
-    Ok(OutboxEvent {
-        seq: row.try_get("", "seq")?,
-        community_id: row.try_get("", "community_id")?,
-        kind: row.try_get("", "kind")?,
-        entity_type: row.try_get("", "entity_type")?,
-        entity_id: row.try_get("", "entity_id")?,
-        created_at: row.try_get("", "created_at")?,
-        recipients: row.try_get("", "recipients")?,
-    })
+    Ok(OutboxEvent::from_row(event::Model::from_query_result(row, "")?, row.try_get("", "recipients")?))
 }
 
 /// Starts this instance's numberer; notify the returned handle after a

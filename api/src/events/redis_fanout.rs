@@ -121,20 +121,10 @@ fn handed_over(router: &Router, payload: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
 
     fn event(seq: i64) -> OutboxEvent {
-        OutboxEvent {
-            seq,
-            community_id: 1,
-            kind: "REGISTERED".into(),
-            entity_type: "parcel".into(),
-            entity_id: seq,
-            created_at: Utc::now(),
-            recipients: vec![7],
-        }
+        super::super::tests::event(seq, vec![7])
     }
 
     #[test]
