@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::{
-    fixture::{Child, Fixture, try_call},
+    fixture::{self, Child, Fixture, try_call},
     load::{ms, percentile},
     sockets,
 };
@@ -112,25 +112,17 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, timing: 
     // Each instance and each process of phones keeps its sockets within the
     // open-file limit; past what this process holds, the phones are spread
     // over processes of their own (still on this core).
-    let per_process = usize::try_from(open_file_limit()).unwrap_or(usize::MAX).saturating_sub(FILES_BESIDE_PHONES);
+    let per_process =
+        usize::try_from(fixture::open_file_limit()).unwrap_or(usize::MAX).saturating_sub(FILES_BESIDE_PHONES);
     assert!(
         subscribers.div_ceil(instances) <= per_process,
         "each instance holds at most {per_process} phones under the open-file limit: add instances"
     );
     let phone_processes = phone_processes.max(subscribers.div_ceil(per_process));
     let _phone_processes = if phone_processes <= 1 {
-        for (n, mut phone) in connect_phones(&addrs, &tokens, 0).await.into_iter().enumerate() {
-            let deliveries = deliveries.clone();
-            tokio::spawn(async move {
-                while let Some(Ok(message)) = phone.next().await {
-                    if let Message::Text(text) = message
-                        && let Some(delivery) = Delivery::of(&text, n, instances)
-                    {
-                        deliveries.lock().expect("deliveries").push(delivery);
-                    }
-                }
-            });
-        }
+        let phones = connect_phones(&addrs, &tokens, 0).await;
+        let deliveries = deliveries.clone();
+        listen(phones, 0, instances, move |delivery| deliveries.lock().expect("deliveries").push(delivery));
         Vec::new()
     } else {
         let share = subscribers.div_ceil(phone_processes);
@@ -323,15 +315,6 @@ impl Delivery {
 /// registrations' connections, the database's, the runtime's.
 const FILES_BESIDE_PHONES: usize = 1_000;
 
-fn open_file_limit() -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit only writes the struct passed.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    limit.rlim_cur
-}
-
 /// Subscribes the phones with `tokens`, numbered from `first` on: phone n
 /// connects to instance n mod the instances, from a source address of its own
 /// among 127.0.0.2–201.
@@ -345,6 +328,28 @@ async fn connect_phones(addrs: &[&str], tokens: &[&str], first: usize) -> Vec<so
         .buffer_unordered(64)
         .collect()
         .await
+}
+
+/// Reads each phone's events, phones numbered from `first` on, handing each
+/// delivery to `record`.
+fn listen(
+    phones: Vec<sockets::Socket>,
+    first: usize,
+    instances: usize,
+    record: impl Fn(Delivery) + Clone + Send + 'static,
+) {
+    for (i, mut phone) in phones.into_iter().enumerate() {
+        let record = record.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) = phone.next().await {
+                if let Message::Text(text) = message
+                    && let Some(delivery) = Delivery::of(&text, first + i, instances)
+                {
+                    record(delivery);
+                }
+            }
+        });
+    }
 }
 
 /// A child process of this executable holding a share of the phones
@@ -406,19 +411,9 @@ pub async fn phones(addrs: &[String], first: usize) {
     println!("ready");
     let instances = addrs.len();
     let (deliveries, mut received) = tokio::sync::mpsc::unbounded_channel();
-    for (i, mut phone) in phones.into_iter().enumerate() {
-        let deliveries = deliveries.clone();
-        tokio::spawn(async move {
-            while let Some(Ok(message)) = phone.next().await {
-                if let Message::Text(text) = message
-                    && let Some(delivery) = Delivery::of(&text, first + i, instances)
-                {
-                    let _ = deliveries.send(delivery);
-                }
-            }
-        });
-    }
-    drop(deliveries);
+    listen(phones, first, instances, move |delivery| {
+        let _ = deliveries.send(delivery);
+    });
     let mut output = std::io::stdout().lock();
     while let Some(delivery) = received.recv().await {
         // The parent is gone when its end of the pipe is.

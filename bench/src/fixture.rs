@@ -401,17 +401,26 @@ pub fn pin_this_process_to_core(core: usize) {
 /// 20,000 WebSockets need as many descriptors on each side: raise the limit
 /// as far as this process may (children inherit it).
 pub fn raise_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
-    unsafe {
-        let wanted = libc::rlimit { rlim_cur: 200_000, rlim_max: 200_000 };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0 {
-            return;
-        }
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
+    let wanted = libc::rlimit { rlim_cur: 200_000, rlim_max: 200_000 };
+    // SAFETY: setrlimit only reads the struct passed.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } == 0 {
+        return;
     }
-    eprintln!("open files limited to {} per process; larger connection counts fail", limit.rlim_cur);
+    let mut limit = file_limit();
+    limit.rlim_cur = limit.rlim_max;
+    // SAFETY: as above.
+    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) };
+    eprintln!("open files limited to {} per process; larger connection counts fail", open_file_limit());
+}
+
+/// How many files this process may hold open.
+pub fn open_file_limit() -> u64 {
+    file_limit().rlim_cur
+}
+
+fn file_limit() -> libc::rlimit {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct passed.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    limit
 }
