@@ -138,6 +138,15 @@ impl RowsRead {
         held.row.downcast_ref::<E::Model>().cloned()
     }
 
+    /// Whether a row of `E` with this id was kept, whatever columns it holds.
+    pub fn holds<E>(&self, id: i64) -> bool
+    where
+        E: EntityTrait,
+        E::Model: 'static,
+    {
+        self.kept().rows.contains_key(&(TypeId::of::<E::Model>(), id))
+    }
+
     fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
         // The maps stay consistent even if a holder panicked: each insert is whole.
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())

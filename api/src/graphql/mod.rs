@@ -6,6 +6,7 @@ pub mod documents;
 pub mod error_codes;
 pub mod hygiene;
 pub mod ids;
+pub mod in_turn;
 pub mod limits;
 pub mod loader;
 pub mod pagination;

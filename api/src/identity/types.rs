@@ -10,6 +10,7 @@ use crate::{
     graphql::{
         ContextExt, boxed_wait,
         ids::{self, Kind},
+        in_turn::Waits,
         loader::{ColumnsRead, columns_named},
     },
     property::types::{Building, Community, Membership},
@@ -88,6 +89,8 @@ impl User {
         Ok(memberships.into_iter().map(Membership).collect())
     }
 }
+
+impl Waits for User {}
 
 impl ColumnsRead for user::Entity {
     fn columns_read_by<'a>(fields: impl Iterator<Item = SelectionField<'a>>) -> Vec<user::Column> {

@@ -8,6 +8,7 @@ use crate::{
     graphql::{
         ContextExt, boxed_wait,
         ids::{self, Kind},
+        in_turn::{InTurn, Waits},
         loader::{ColumnsRead, CurrentMembershipsByUnit, columns_named, load_one},
         pagination::Page,
     },
@@ -80,8 +81,8 @@ impl Unit {
     async fn floor(&self) -> Option<i32> {
         self.0.floor
     }
-    async fn building(&self, ctx: &Context<'_>) -> Result<Option<Building>> {
-        Ok(load_one::<building::Entity>(ctx, self.0.building_id).await?.map(Building))
+    async fn building(&self, ctx: &Context<'_>) -> Result<Option<InTurn<Building>>> {
+        Ok(load_one::<building::Entity>(ctx, self.0.building_id).await?.map(|building| InTurn(Building(building))))
     }
     /// The people currently living in the unit.
     async fn residents(&self, ctx: &Context<'_>) -> Result<Vec<Membership>> {
@@ -102,6 +103,10 @@ impl Unit {
         self.0.contacts_version
     }
 }
+
+impl Waits for Building {}
+
+impl Waits for Unit {}
 
 impl ColumnsRead for community::Entity {}
 

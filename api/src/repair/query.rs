@@ -9,6 +9,7 @@ use crate::{
     graphql::{
         ContextExt,
         ids::{self, Kind},
+        in_turn::InTurn,
         loader::{ColumnsRead, RowsRead},
         pagination::{Page, PageRequest},
     },
@@ -47,7 +48,7 @@ impl RepairQuery {
         filter: Option<RepairOrderFilter>,
         first: i32,
         after: Option<String>,
-    ) -> Result<Page<RepairOrder>> {
+    ) -> Result<Page<InTurn<RepairOrder>>> {
         let principal = ctx.principal()?;
         let filter = filter.unwrap_or_default();
         let decode = |id: Option<ID>, kind, field| id.map(|id| ids::decode(kind, &id, field)).transpose();

@@ -27,6 +27,7 @@ use crate::{
     error::{ApiError, ApiResult},
     events::{self, NewEvent, audience},
     graphql::{
+        in_turn::InTurn,
         loader::RowsRead,
         pagination::{self, Page, PageRequest},
     },
@@ -110,7 +111,7 @@ pub async fn list(
     request: PageRequest,
     columns: &[repair_order::Column],
     join_related: Option<(&RelatedShown, &RowsRead)>,
-) -> ApiResult<Page<types::RepairOrder>> {
+) -> ApiResult<Page<InTurn<types::RepairOrder>>> {
     use repair_order::Column;
     let mut select = pagination::select_from::<repair_order::Entity>().filter(visible(principal));
     if !filter.states.is_empty() {
@@ -147,7 +148,8 @@ pub async fn list(
         select = select.filter(description.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
     }
     let read = async |page| read_page(db, page, columns, join_related).await;
-    pagination::fetch_with(db, select, Column::Id, request, read, |order| order.id, types::RepairOrder).await
+    let node = |order| InTurn(types::RepairOrder(order));
+    pagination::fetch_with(db, select, Column::Id, request, read, |order| order.id, node).await
 }
 
 /// The orders of `page` with only `columns` read, and, given what to join and

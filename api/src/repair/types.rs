@@ -1,5 +1,6 @@
 use async_graphql::{
-    Context, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, Upload, dataloader::DataLoader,
+    Context, ContextSelectionSet, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, Upload,
+    dataloader::DataLoader, parser::types::Field,
 };
 use chrono::{DateTime, Utc};
 use entity::{building, repair_follow_up, repair_order, repair_order_change, repair_photo, unit, user};
@@ -10,7 +11,8 @@ use crate::{
     graphql::{
         ContextExt, boxed_wait,
         ids::{self, Kind},
-        loader::{ColumnsRead, columns_named, load_one},
+        in_turn::{InTurn, Selected, Waits, has_selection},
+        loader::{ColumnsRead, RowsRead, columns_named, load_one},
     },
     identity::types::User,
     property::types::{Building, Unit},
@@ -121,25 +123,25 @@ impl RepairOrder {
         self.0.contact_phone.as_deref()
     }
     /// Empty for a public area of the building.
-    async fn unit(&self, ctx: &Context<'_>) -> Result<Option<Unit>> {
+    async fn unit(&self, ctx: &Context<'_>) -> Result<Option<InTurn<Unit>>> {
         match self.0.unit_id {
-            Some(id) => Ok(load_one::<unit::Entity>(ctx, id).await?.map(Unit)),
+            Some(id) => Ok(load_one::<unit::Entity>(ctx, id).await?.map(|unit| InTurn(Unit(unit)))),
             None => Ok(None),
         }
     }
-    async fn building(&self, ctx: &Context<'_>) -> Result<Option<Building>> {
-        Ok(load_one::<building::Entity>(ctx, self.0.building_id).await?.map(Building))
+    async fn building(&self, ctx: &Context<'_>) -> Result<Option<InTurn<Building>>> {
+        Ok(load_one::<building::Entity>(ctx, self.0.building_id).await?.map(|building| InTurn(Building(building))))
     }
     /// The resident the order is for; empty for patrol findings.
-    async fn resident(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+    async fn resident(&self, ctx: &Context<'_>) -> Result<Option<InTurn<User>>> {
         load_user(ctx, self.0.resident_id).await
     }
     /// Who entered the order: the resident, or staff on their behalf.
-    async fn submitted_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+    async fn submitted_by(&self, ctx: &Context<'_>) -> Result<Option<InTurn<User>>> {
         load_user(ctx, Some(self.0.created_by)).await
     }
     /// The technician the order is dispatched to.
-    async fn assignee(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+    async fn assignee(&self, ctx: &Context<'_>) -> Result<Option<InTurn<User>>> {
         load_user(ctx, self.0.assignee_id).await
     }
     async fn completion_note(&self) -> Option<&str> {
@@ -219,6 +221,36 @@ impl RepairOrder {
     }
 }
 
+/// An order's unit, building and assignee wait for nothing when the request
+/// already holds their rows (a page, or an order's detail, reads them with
+/// the order), and nor does what is selected on them but the unit's
+/// building, which is the order's and held with it.
+impl Waits for RepairOrder {
+    fn may_wait(&self, ctx: &ContextSelectionSet<'_>, selected: Selected<'_>, field: &Field) -> bool {
+        let held =
+            |holds: fn(&RowsRead, i64) -> bool, id| ctx.data_opt::<RowsRead>().is_some_and(|rows| holds(rows, id));
+        let shows_only_its_columns = |field| !selected.under(field).any(&mut |shown| has_selection(shown));
+        let building_waits = |building| {
+            !held(RowsRead::holds::<building::Entity>, self.0.building_id) || !shows_only_its_columns(building)
+        };
+        match field.name.node.as_str() {
+            "charge" => false,
+            "unit" => self.0.unit_id.is_some_and(|id| {
+                !held(RowsRead::holds::<unit::Entity>, id)
+                    || selected.under(field).any(&mut |shown| {
+                        has_selection(shown) && (shown.name.node != "building" || building_waits(shown))
+                    })
+            }),
+            "building" => building_waits(field),
+            "assignee" => self
+                .0
+                .assignee_id
+                .is_some_and(|id| !held(RowsRead::holds::<user::Entity>, id) || !shows_only_its_columns(field)),
+            _ => has_selection(field),
+        }
+    }
+}
+
 /// A list reads the order's columns its selection shows, with the id every
 /// list's cursor needs, and no others.
 impl ColumnsRead for repair_order::Entity {
@@ -263,9 +295,9 @@ impl ColumnsRead for repair_order::Entity {
     }
 }
 
-async fn load_user(ctx: &Context<'_>, id: Option<i64>) -> Result<Option<User>> {
+async fn load_user(ctx: &Context<'_>, id: Option<i64>) -> Result<Option<InTurn<User>>> {
     match id {
-        Some(id) => Ok(load_one::<user::Entity>(ctx, id).await?.map(User)),
+        Some(id) => Ok(load_one::<user::Entity>(ctx, id).await?.map(|user| InTurn(User(user)))),
         None => Ok(None),
     }
 }
@@ -290,7 +322,7 @@ impl RepairOrderChange {
         self.0.action.into()
     }
     /// Who acted; empty when the system did (auto-close, overdue marking).
-    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<InTurn<User>>> {
         load_user(ctx, self.0.actor_id).await
     }
     async fn from_state(&self) -> Option<RepairState> {
@@ -344,7 +376,7 @@ impl RepairFollowUp {
     async fn note(&self) -> Option<&str> {
         self.0.note.as_deref()
     }
-    async fn recorded_by(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+    async fn recorded_by(&self, ctx: &Context<'_>) -> Result<Option<InTurn<User>>> {
         load_user(ctx, Some(self.0.author_id)).await
     }
     async fn at(&self) -> DateTime<Utc> {
