@@ -1918,10 +1918,19 @@ async fn the_relations_a_page_waits_for_are_read_in_one_batch() {
         (two_wait, "resident and submitter"),
         (two_wait_in_fragments, "resident and submitter in fragments"),
     ];
+    // The fewest of three tries: a background job's statement landing in the
+    // count only ever adds one, where a batch split adds one every time.
+    let fewest_statements = async |document: &str, first: usize| {
+        let mut tries = Vec::with_capacity(3);
+        for _ in 0..3 {
+            tries.push(app.count_queries(app.graphql(token, document, json!({ "first": first }))).await);
+        }
+        tries.into_iter().min_by_key(|(_, statements)| *statements).expect("three tries")
+    };
     for first in [5, 40] {
-        let (_, for_ids) = app.count_queries(app.graphql(token, bare, json!({ "first": first }))).await;
+        let (_, for_ids) = fewest_statements(bare, first).await;
         for (document, fields) in documents {
-            let (body, statements) = app.count_queries(app.graphql(token, document, json!({ "first": first }))).await;
+            let (body, statements) = fewest_statements(document, first).await;
             let nodes: Vec<&Value> =
                 body["data"]["repairOrders"]["edges"].as_array().expect("edges").iter().map(|e| &e["node"]).collect();
             assert_eq!(nodes.len(), first, "{body}");
