@@ -1781,6 +1781,21 @@ async fn multipart_requests_need_the_preflight_header() {
 // 8. Batch loading
 // ---------------------------------------------------------------------------
 
+/// A server for counting a request's statements: the relay polls on a timer
+/// too, so its timer is kept out of the count.
+async fn app_counting_statements() -> TestApp {
+    spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await
+}
+
+const PAGE_OF_IDS: &str = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
+
+/// Adds `count` orders (see [`add_orders`]) and lets the event relay, woken
+/// by their commits, settle before statements are counted.
+async fn add_settled_orders(app: &TestApp, cast: &Cast<'_>, count: usize) {
+    add_orders(app, cast, count).await;
+    tokio::time::sleep(StdDuration::from_millis(300)).await;
+}
+
 /// Adds `count` orders of five kinds: a resident's, one taken by phone, a
 /// patrol finding, an assigned one, and a closed one with a follow-up; the
 /// first of them with a photo.
@@ -1849,8 +1864,7 @@ async fn statements_for_a_page(app: &TestApp, cast: &Cast<'_>, expected: usize) 
 
 #[tokio::test]
 async fn a_page_of_orders_costs_the_same_statements_for_5_and_40_orders() {
-    // The relay polls on a timer too; keep it out of the count.
-    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let app = app_counting_statements().await;
     let cast = Cast::home(&app).await;
 
     add_orders(&app, &cast, 5).await;
@@ -1872,16 +1886,14 @@ async fn a_page_of_orders_costs_the_same_statements_for_5_and_40_orders() {
 
 #[tokio::test]
 async fn a_list_reads_the_unit_building_and_assignee_with_its_page() {
-    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let app = app_counting_statements().await;
     let cast = Cast::home(&app).await;
-    add_orders(&app, &cast, 40).await;
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    add_settled_orders(&app, &cast, 40).await;
     let token = Some(cast.supervisor.token.as_str());
-    let bare = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
     let shown = "query($first: Int!) { repairOrders(first: $first) { edges { node { id unit { number building { name } } building { name } assignee { name } } } } }";
     let shown_as_nodes = "query($first: Int!) { repairOrders(first: $first) { nodes { id unit { number building { name } } building { name } assignee { name } } } }";
     for first in [5, 40] {
-        let (_, for_ids) = app.count_queries(app.graphql(token, bare, json!({ "first": first }))).await;
+        let (_, for_ids) = app.count_queries(app.graphql(token, PAGE_OF_IDS, json!({ "first": first }))).await;
         let (body, for_related) = app.count_queries(app.graphql(token, shown, json!({ "first": first }))).await;
         let nodes = body["data"]["repairOrders"]["edges"].as_array().expect("edges");
         assert_eq!(nodes.len(), first, "{body}");
@@ -1904,12 +1916,10 @@ async fn a_list_reads_the_unit_building_and_assignee_with_its_page() {
 /// their loader together. Patrol findings, with no resident, skip the first.
 #[tokio::test]
 async fn the_relations_a_page_waits_for_are_read_in_one_batch() {
-    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let app = app_counting_statements().await;
     let cast = Cast::home(&app).await;
-    add_orders(&app, &cast, 40).await;
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    add_settled_orders(&app, &cast, 40).await;
     let token = Some(cast.supervisor.token.as_str());
-    let bare = "query($first: Int!) { repairOrders(first: $first) { edges { node { id } } } }";
     let one_waits = "query($first: Int!) { repairOrders(first: $first) { edges { node { id unit { number } resident { name } } } } }";
     let two_wait = "query($first: Int!) { repairOrders(first: $first) { edges { node { id resident { name } submittedBy { name } unit { number } } } } }";
     let two_wait_in_fragments = "query($first: Int!) { repairOrders(first: $first) { edges { node { id ...Resident ... on RepairOrder { submittedBy { name } } unit { number } } } } } fragment Resident on RepairOrder { resident { name } }";
@@ -1928,7 +1938,7 @@ async fn the_relations_a_page_waits_for_are_read_in_one_batch() {
         tries.into_iter().min_by_key(|(_, statements)| *statements).expect("three tries")
     };
     for first in [5, 40] {
-        let (_, for_ids) = fewest_statements(bare, first).await;
+        let (_, for_ids) = fewest_statements(PAGE_OF_IDS, first).await;
         for (document, fields) in documents {
             let (body, statements) = fewest_statements(document, first).await;
             let nodes: Vec<&Value> =
@@ -1947,7 +1957,7 @@ async fn the_relations_a_page_waits_for_are_read_in_one_batch() {
 
 #[tokio::test]
 async fn an_order_read_alone_reads_its_unit_building_and_assignee_in_its_statement() {
-    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let app = app_counting_statements().await;
     let cast = Cast::home(&app).await;
     let order = cast.report(&cast.owner, &unit(&app, "1-101"), "单独读取的工单").await;
     cast.advance(&order, &cast.owner, "ASSIGNED").await;
@@ -1967,10 +1977,9 @@ async fn an_order_read_alone_reads_its_unit_building_and_assignee_in_its_stateme
 
 #[tokio::test]
 async fn the_total_count_is_only_counted_when_asked_for() {
-    let app = spawn_app_with(|settings| settings.event_poll_interval = StdDuration::from_secs(3600)).await;
+    let app = app_counting_statements().await;
     let cast = Cast::home(&app).await;
-    add_orders(&app, &cast, 3).await;
-    tokio::time::sleep(StdDuration::from_millis(300)).await;
+    add_settled_orders(&app, &cast, 3).await;
     let token = Some(cast.supervisor.token.as_str());
     let (_, without) =
         app.count_queries(app.graphql(token, "{ repairOrders(first: 5) { edges { node { id } } } }", json!({}))).await;
