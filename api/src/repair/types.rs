@@ -227,8 +227,8 @@ impl RepairOrder {
 /// building, which is the order's and held with it.
 impl Waits for RepairOrder {
     fn may_wait(&self, ctx: &ContextSelectionSet<'_>, selected: Selected<'_>, field: &Field) -> bool {
-        let held =
-            |holds: fn(&RowsRead, i64) -> bool, id| ctx.data_opt::<RowsRead>().is_some_and(|rows| holds(rows, id));
+        let rows_read = ctx.data_opt::<RowsRead>();
+        let held = |holds: fn(&RowsRead, i64) -> bool, id| rows_read.is_some_and(|rows| holds(rows, id));
         let shows_only_its_columns = |field| !selected.under(field).any(&mut |shown| has_selection(shown));
         let building_waits = |building| {
             !held(RowsRead::holds::<building::Entity>, self.0.building_id) || !shows_only_its_columns(building)
