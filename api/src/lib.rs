@@ -19,6 +19,7 @@ pub mod property;
 pub mod ratelimit;
 pub mod repair;
 pub mod rows;
+pub mod statements;
 pub mod telemetry;
 pub mod validate;
 

@@ -28,7 +28,8 @@ use crate::error::{ApiError, ApiResult};
 
 pub const MAX_PAGE_SIZE: i32 = 100;
 
-type Count = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, DbErr>> + Send + Sync>;
+/// Counts the items of every page, when asked.
+pub type Count = Arc<dyn Fn() -> BoxFuture<'static, Result<u64, DbErr>> + Send + Sync>;
 
 /// Extra connection fields.
 pub struct ConnectionTotals {
@@ -60,6 +61,17 @@ impl PageRequest {
         let after = after.map(decode_cursor).transpose()?;
         Ok(Self { first: first as u64, after })
     }
+
+    /// How many rows a page reads: one more than asked for, to tell whether
+    /// a next page exists.
+    pub fn limit(&self) -> u64 {
+        self.first + 1
+    }
+
+    /// The id the page starts after.
+    pub fn after(&self) -> Option<i64> {
+        self.after
+    }
 }
 
 fn encode_cursor(id: i64) -> String {
@@ -90,26 +102,6 @@ where
     E::Model: Sync,
     T: async_graphql::OutputType,
 {
-    let read = async |page: Select<E>| Ok(page.columns(E::Column::iter()).all(db).await?);
-    fetch_with(db, select, id_column, request, read, id_of, into_node).await
-}
-
-/// Like [`fetch`], with the page's rows read by `read`, which may join
-/// related tables into the page query.
-pub async fn fetch_with<E, R, T>(
-    db: &DatabaseConnection,
-    select: Select<E>,
-    id_column: E::Column,
-    request: PageRequest,
-    read: impl AsyncFnOnce(Select<E>) -> ApiResult<Vec<R>>,
-    id_of: impl Fn(&R) -> i64,
-    into_node: impl Fn(R) -> T,
-) -> ApiResult<Page<T>>
-where
-    E: EntityTrait,
-    E::Model: Sync,
-    T: async_graphql::OutputType,
-{
     // Counted only if the client selects `totalCount`: lists shown as a
     // scrolling feed do not pay for it.
     let (counted, count_db) = (select.clone().select_only().column(id_column), db.clone());
@@ -117,13 +109,25 @@ where
         let (select, db) = (counted.clone(), count_db.clone());
         Box::pin(async move { select.count(&db).await })
     });
-    let mut rows = read(page_of(select, id_column, &request)).await?;
+    let rows = page_of(select, id_column, &request).columns(E::Column::iter()).all(db).await?;
+    Ok(page_from(rows, &request, id_of, into_node, count))
+}
+
+/// The page `request` asks for, of `rows` read for it (see
+/// [`PageRequest::limit`]), with `count` for its `totalCount`.
+pub fn page_from<R, T: async_graphql::OutputType>(
+    mut rows: Vec<R>,
+    request: &PageRequest,
+    id_of: impl Fn(&R) -> i64,
+    into_node: impl Fn(R) -> T,
+    count: Count,
+) -> Page<T> {
     let has_next_page = rows.len() as u64 > request.first;
     rows.truncate(request.first as usize);
     let mut connection =
         Connection::with_additional_fields(request.after.is_some(), has_next_page, ConnectionTotals { count });
     connection.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(id_of(&row)), into_node(row))));
-    Ok(connection)
+    connection
 }
 
 /// The rows of `select` on the requested page, plus one to tell whether a next
@@ -133,8 +137,18 @@ where
 /// carries the ids of every visible row, not whole rows and whatever a `read`
 /// joins to them.
 pub fn page_of<E: EntityTrait>(select: Select<E>, id_column: E::Column, request: &PageRequest) -> Select<E> {
-    let mut ids = select.select_only().column(id_column).order_by_asc(id_column).limit(request.first + 1);
-    if let Some(after) = request.after {
+    page_of_ids(select, id_column, request.limit(), request.after)
+}
+
+/// Like [`page_of`], for `limit` rows after the id `after`.
+pub fn page_of_ids<E: EntityTrait>(
+    select: Select<E>,
+    id_column: E::Column,
+    limit: u64,
+    after: Option<i64>,
+) -> Select<E> {
+    let mut ids = select.select_only().column(id_column).order_by_asc(id_column).limit(limit);
+    if let Some(after) = after {
         ids = ids.filter(id_column.gt(after));
     }
     select_from::<E>().filter(id_column.in_subquery(ids.into_query())).order_by_asc(id_column)

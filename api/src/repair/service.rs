@@ -2,6 +2,8 @@
 //! cancel and follow up on an order, the state machine, optimistic locking,
 //! and the timeline and outbox rows written with every change.
 
+use std::sync::{Arc, LazyLock};
+
 use chrono::{DateTime, Utc};
 use entity::{
     building, butler_assignment,
@@ -12,8 +14,9 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Iterable,
-    JoinType, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, TryIntoModel,
-    sea_query::{Alias, Expr, ExprTrait, LikeExpr},
+    JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, Statement,
+    TryIntoModel,
+    sea_query::{Alias, Expr, ExprTrait, LikeExpr, SelectStatement},
 };
 
 use super::{
@@ -29,11 +32,12 @@ use crate::{
     graphql::{
         in_turn::InTurn,
         loader::RowsRead,
-        pagination::{self, Page, PageRequest},
+        pagination::{self, Count, Page, PageRequest},
     },
     idempotency::Claim,
     property::{scope, service as property},
     rows::{self, ReadPlan},
+    statements::{Columns, Parameter, Parameters, Templates},
     validate,
 };
 
@@ -87,6 +91,7 @@ pub async fn find_with_related(
     found.into_iter().next().ok_or(ApiError::NotFound("repair order"))
 }
 
+#[derive(Clone)]
 pub struct Filter {
     pub states: Vec<RepairState>,
     pub priority: Option<RepairPriority>,
@@ -113,43 +118,144 @@ pub async fn list(
     join_related: Option<(&RelatedShown, &RowsRead)>,
 ) -> ApiResult<Page<InTurn<types::RepairOrder>>> {
     use repair_order::Column;
-    let mut select = pagination::select_from::<repair_order::Entity>().filter(visible(principal));
-    if !filter.states.is_empty() {
-        select = select.filter(Column::State.is_in(filter.states));
+    let joined = join_related.map(|(shown, _)| shown.joined()).unwrap_or_default();
+    let page = Arc::new(page_inputs(principal, filter, &request, columns, joined)?);
+    let statement = PAGES.statement(db.get_database_backend(), &page.0, &page.1, page_statement);
+    // Counted only if the client selects `totalCount`, from the same shape
+    // and parameters.
+    let count_db = db.clone();
+    let count: Count = Arc::new(move || {
+        let (page, db) = (page.clone(), count_db.clone());
+        Box::pin(async move { matching(&page.0, &page.1).select_only().column(Column::Id).count(&db).await })
+    });
+    let orders = read_rows(db, statement, columns, join_related).await?;
+    Ok(pagination::page_from(orders, &request, |order| order.id, |order| InTurn(types::RepairOrder(order)), count))
+}
+
+/// The shape and parameters of a page of orders.
+fn page_inputs(
+    principal: &Principal,
+    filter: Filter,
+    request: &PageRequest,
+    columns: &[repair_order::Column],
+    joined: JoinedColumns,
+) -> ApiResult<(PageShape, Parameters)> {
+    let text = match filter.text.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
+        Some(text) if text.chars().count() > 100 => {
+            return Err(ApiError::bad_input("filter.text", "must be at most 100 characters"));
+        }
+        Some(text) => Some(format!("%{}%", text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))),
+        None => None,
+    };
+    let shape = PageShape {
+        role: principal.role,
+        position: principal.position,
+        states: filter.states,
+        priority: filter.priority,
+        overdue: filter.overdue,
+        columns: Columns(columns.to_vec()),
+        joined,
+    };
+    let parameters = Parameters::new(vec![
+        Some(Parameter::Id(principal.user_id)),
+        principal.community_id.map(Parameter::Id),
+        filter.building_id.map(Parameter::Id),
+        filter.unit_id.map(Parameter::Id),
+        filter.assignee_id.map(Parameter::Id),
+        filter.created_from.map(Parameter::Instant),
+        filter.created_to.map(Parameter::Instant),
+        text.map(Parameter::Text),
+        request.after().map(Parameter::Id),
+        Some(Parameter::Limit(request.limit())),
+    ]);
+    Ok((shape, parameters))
+}
+
+/// The statement of a page of orders: the ids of the page picked from those
+/// [`matching`], then their columns and what is joined to them read.
+fn page_statement(shape: &PageShape, parameters: &Parameters) -> SelectStatement {
+    use page_parameter::{AFTER, LIMIT};
+    let limit = parameters.limit(LIMIT).unwrap_or_default();
+    let ids =
+        pagination::page_of_ids(matching(shape, parameters), repair_order::Column::Id, limit, parameters.id(AFTER));
+    with_related(ids.select_only().columns(shape.columns.0.iter().copied()), &shape.joined).into_query()
+}
+
+/// Pages of orders, whose statements differ between requests of a shape only
+/// in the values they bind.
+static PAGES: LazyLock<Templates<PageShape>> = LazyLock::new(Templates::default);
+
+/// What a page of orders is written from besides its parameters: who asks,
+/// by role, the parts of the filter that shape the SQL, the columns read and
+/// what is joined.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct PageShape {
+    role: Role,
+    position: Option<StaffPosition>,
+    states: Vec<RepairState>,
+    priority: Option<RepairPriority>,
+    overdue: Option<bool>,
+    columns: Columns<repair_order::Column>,
+    joined: JoinedColumns,
+}
+
+/// Where a page's parameters sit among its `Parameters`.
+mod page_parameter {
+    pub const USER: usize = 0;
+    pub const COMMUNITY: usize = 1;
+    pub const BUILDING: usize = 2;
+    pub const UNIT: usize = 3;
+    pub const ASSIGNEE: usize = 4;
+    pub const CREATED_FROM: usize = 5;
+    pub const CREATED_TO: usize = 6;
+    pub const TEXT: usize = 7;
+    pub const AFTER: usize = 8;
+    pub const LIMIT: usize = 9;
+}
+
+/// The orders the principal `shape` and `parameters` describe may see that
+/// match the filter they describe, in no order.
+fn matching(shape: &PageShape, parameters: &Parameters) -> Select<repair_order::Entity> {
+    use page_parameter::*;
+    use repair_order::Column;
+    let principal = Principal {
+        // Always given: a page is asked for by someone.
+        user_id: parameters.id(USER).unwrap_or_default(),
+        role: shape.role,
+        position: shape.position,
+        community_id: parameters.id(COMMUNITY),
+    };
+    let mut select = pagination::select_from::<repair_order::Entity>().filter(visible(&principal));
+    if !shape.states.is_empty() {
+        select = select.filter(Column::State.is_in(shape.states.iter().copied()));
     }
-    if let Some(priority) = filter.priority {
+    if let Some(priority) = shape.priority {
         select = select.filter(Column::Priority.eq(priority));
     }
-    if let Some(overdue) = filter.overdue {
+    if let Some(overdue) = shape.overdue {
         let late = Condition::any().add(Column::ResponseOverdue.eq(true)).add(Column::CompletionOverdue.eq(true));
         select = select.filter(if overdue { late } else { late.not() });
     }
-    if let Some(building_id) = filter.building_id {
+    if let Some(building_id) = parameters.id(BUILDING) {
         select = select.filter(Column::BuildingId.eq(building_id));
     }
-    if let Some(unit_id) = filter.unit_id {
+    if let Some(unit_id) = parameters.id(UNIT) {
         select = select.filter(Column::UnitId.eq(unit_id));
     }
-    if let Some(assignee_id) = filter.assignee_id {
+    if let Some(assignee_id) = parameters.id(ASSIGNEE) {
         select = select.filter(Column::AssigneeId.eq(assignee_id));
     }
-    if let Some(from) = filter.created_from {
+    if let Some(from) = parameters.instant(CREATED_FROM) {
         select = select.filter(Column::CreatedAt.gte(from));
     }
-    if let Some(to) = filter.created_to {
+    if let Some(to) = parameters.instant(CREATED_TO) {
         select = select.filter(Column::CreatedAt.lt(to));
     }
-    if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        if text.chars().count() > 100 {
-            return Err(ApiError::bad_input("filter.text", "must be at most 100 characters"));
-        }
-        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    if let Some(pattern) = parameters.text(TEXT) {
         let description = Expr::col((repair_order::Entity, Column::Description));
-        select = select.filter(description.like(LikeExpr::new(format!("%{escaped}%")).escape('\\')));
+        select = select.filter(description.like(LikeExpr::new(pattern).escape('\\')));
     }
-    let read = async |page| read_page(db, page, columns, join_related).await;
-    let node = |order| InTurn(types::RepairOrder(order));
-    pagination::fetch_with(db, select, Column::Id, request, read, |order| order.id, node).await
+    select
 }
 
 /// The orders of `page` with only `columns` read, and, given what to join and
@@ -161,12 +267,20 @@ async fn read_page(
     columns: &[repair_order::Column],
     join_related: Option<(&RelatedShown, &RowsRead)>,
 ) -> ApiResult<Vec<repair_order::Model>> {
-    let page = page.select_only().columns(columns.iter().copied());
-    let page = match join_related {
-        Some((shown, _)) => with_related(page, shown),
-        None => page,
-    };
-    let rows = db.query_all(&page.into_query()).await?;
+    let joined = join_related.map(|(shown, _)| shown.joined()).unwrap_or_default();
+    let page = with_related(page.select_only().columns(columns.iter().copied()), &joined);
+    read_rows(db, db.get_database_backend().build(&page.into_query()), columns, join_related).await
+}
+
+/// The orders `statement` reads, `columns` first, then the units, buildings
+/// and assignees `join_related` shows, which it keeps.
+async fn read_rows(
+    db: &DatabaseConnection,
+    statement: Statement,
+    columns: &[repair_order::Column],
+    join_related: Option<(&RelatedShown, &RowsRead)>,
+) -> ApiResult<Vec<repair_order::Model>> {
+    let rows = db.query_all_raw(statement).await?;
     let plan = ReadPlan::<repair_order::Entity>::new(columns.to_vec());
     let mut orders = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -226,10 +340,32 @@ pub struct RelatedShown {
     pub assignee: Option<ReadPlan<user::Entity>>,
 }
 
+/// The columns of each order's unit, building and assignee a statement
+/// joins, as [`RelatedShown::keep_from`] reads them; `None` for one it does
+/// not join.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+struct JoinedColumns {
+    unit: Option<Columns<unit::Column>>,
+    building: Option<Columns<building::Column>>,
+    assignee: Option<Columns<user::Column>>,
+}
+
 impl RelatedShown {
     /// Whether the selection shows any of them.
     pub fn any(&self) -> bool {
         self.unit.is_some() || self.building.is_some() || self.assignee.is_some()
+    }
+
+    /// The columns of each that a statement joins.
+    fn joined(&self) -> JoinedColumns {
+        fn columns<E: EntityTrait>(plan: &Option<ReadPlan<E>>) -> Option<Columns<E::Column>> {
+            plan.as_ref().map(|plan| Columns(plan.columns().to_vec()))
+        }
+        JoinedColumns {
+            unit: columns(&self.unit),
+            building: columns(&self.building),
+            assignee: columns(&self.assignee),
+        }
     }
 
     /// Reads the rows shown, by position from the row's columns `first..` in
@@ -296,23 +432,17 @@ where
 /// `shown` shows them, their columns after the order's in the order
 /// [`RelatedShown::keep_from`] reads them by position: the page and what it
 /// shows beside each order in one statement.
-fn with_related(page: Select<repair_order::Entity>, shown: &RelatedShown) -> Select<repair_order::Entity> {
+fn with_related(page: Select<repair_order::Entity>, joined: &JoinedColumns) -> Select<repair_order::Entity> {
     use repair_order::Column;
     let mut page = page;
-    if let Some(plan) = &shown.unit {
-        page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit", plan.columns());
+    if let Some(Columns(columns)) = &joined.unit {
+        page = join_columns::<unit::Entity>(page, Column::UnitId, unit::Column::Id, "unit", columns);
     }
-    if let Some(plan) = &shown.building {
-        page = join_columns::<building::Entity>(
-            page,
-            Column::BuildingId,
-            building::Column::Id,
-            "building",
-            plan.columns(),
-        );
+    if let Some(Columns(columns)) = &joined.building {
+        page = join_columns::<building::Entity>(page, Column::BuildingId, building::Column::Id, "building", columns);
     }
-    if let Some(plan) = &shown.assignee {
-        page = join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee", plan.columns());
+    if let Some(Columns(columns)) = &joined.assignee {
+        page = join_columns::<user::Entity>(page, Column::AssigneeId, user::Column::Id, "assignee", columns);
     }
     page
 }
@@ -912,6 +1042,77 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_shape_of_a_page_is_written_once_and_binds_the_values_of_its_request() {
+        use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+        use chrono::TimeZone;
+        let people = |user_id, community_id| {
+            let staff = |position| Principal { user_id, role: Role::Staff, position, community_id: Some(community_id) };
+            [
+                Principal { user_id, role: Role::Resident, position: None, community_id: None },
+                Principal { user_id, role: Role::Butler, position: None, community_id: Some(community_id) },
+                staff(Some(StaffPosition::Technician)),
+                staff(Some(StaffPosition::Supervisor)),
+                Principal { user_id, role: Role::Staff, position: None, community_id: None },
+            ]
+        };
+        let filters = |n: i64| {
+            let nothing = Filter {
+                states: vec![],
+                priority: None,
+                overdue: None,
+                building_id: None,
+                unit_id: None,
+                assignee_id: None,
+                created_from: None,
+                created_to: None,
+                text: None,
+            };
+            let at = |day| Utc.with_ymd_and_hms(2026, 11, day, 8, 0, 0).single().expect("time");
+            let everything = Filter {
+                states: vec![RepairState::Submitted, RepairState::Assigned],
+                priority: Some(RepairPriority::Urgent),
+                overdue: Some(true),
+                building_id: Some(n),
+                unit_id: Some(n + 1),
+                assignee_id: Some(n + 2),
+                created_from: Some(at(n as u32)),
+                created_to: Some(at(n as u32 + 7)),
+                text: Some(format!("漏水_{n}%")),
+            };
+            let on_time = Filter { overdue: Some(false), text: Some(format!("门禁 {n}")), ..nothing.clone() };
+            [nothing, everything, on_time]
+        };
+        let pages = |n: i64| {
+            let cursor = URL_SAFE_NO_PAD.encode(format!("k{}", 40 + n));
+            let first = PageRequest::new(20, None).expect("page request");
+            let next = PageRequest::new(5 + n as i32, Some(&cursor)).expect("page request");
+            [(first, vec![Column::Id, Column::State]), (next, Column::iter().collect())]
+        };
+        let templates = Templates::default();
+        let mut shapes = 0;
+        for backend in [sea_orm::DatabaseBackend::Sqlite, sea_orm::DatabaseBackend::Postgres] {
+            // Two requests of each shape, with different values.
+            for n in [1, 2] {
+                for principal in people(10 + n, 20 + n) {
+                    for filter in filters(n) {
+                        for (request, columns) in pages(n) {
+                            for joined in [JoinedColumns::default(), shown_whole().joined()] {
+                                let (shape, parameters) =
+                                    page_inputs(&principal, filter.clone(), &request, &columns, joined)
+                                        .expect("a page");
+                                let statement = templates.statement(backend, &shape, &parameters, page_statement);
+                                assert_eq!(statement, backend.build(&page_statement(&shape, &parameters)));
+                                shapes += usize::from(n == 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(templates.kept_and_unkept(), (shapes, 0));
+    }
+
     #[tokio::test]
     async fn a_page_reads_the_selected_columns_as_reading_each_row_by_name_does() {
         use chrono::TimeZone;
@@ -1101,7 +1302,9 @@ mod tests {
             )
             .columns(repair_order::Column::iter())
         };
-        for steps in [query_plan(&db, page()).await, query_plan(&db, with_related(page(), &shown_whole())).await] {
+        for steps in
+            [query_plan(&db, page()).await, query_plan(&db, with_related(page(), &shown_whole().joined())).await]
+        {
             let sorts: Vec<_> = steps.iter().filter(|(_, detail)| detail.contains("TEMP B-TREE")).collect();
             // The only sort is the subquery's, over ids; the rows come out in id order.
             assert_eq!(sorts.len(), 1, "{steps:?}");
