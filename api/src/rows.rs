@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, IntoActiveModel, Iterable,
-    PrimaryKeyToColumn, QueryResult, TryIntoModel, Value,
+    ColumnTrait, ColumnType, DbErr, EntityTrait, IdenStatic, Iterable, ModelTrait, PrimaryKeyToColumn, QueryResult,
+    Value,
     sqlx::{self, Postgres, Row, Sqlite},
 };
 
@@ -69,33 +69,28 @@ impl Read {
 /// `unread` with the plan's columns read from the row's columns
 /// `first..first + columns`, in that order: a model of which only some
 /// columns were selected.
-pub fn model_with<E>(row: &QueryResult, first: usize, plan: &ReadPlan<E>, unread: E::Model) -> Result<E::Model, DbErr>
-where
-    E: EntityTrait,
-    E::Model: IntoActiveModel<E::ActiveModel>,
-    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
-{
-    let mut model = unread.into_active_model();
-    for (offset, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
-        let (value, _) = value_at(row, first + offset, read_of(column, read)?)?;
-        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
-    }
-    model.try_into_model()
-}
-
-/// Like [`model_with`], for the columns of a left join: `None` when no row
-/// was joined, which a NULL key tells, since no row has one.
-pub fn joined_model_with<E>(
+pub fn model_with<E: EntityTrait>(
     row: &QueryResult,
     first: usize,
     plan: &ReadPlan<E>,
     unread: E::Model,
-) -> Result<Option<E::Model>, DbErr>
-where
-    E: EntityTrait,
-    E::Model: IntoActiveModel<E::ActiveModel>,
-    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
-{
+) -> Result<E::Model, DbErr> {
+    let mut model = unread;
+    for (offset, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
+        let (value, _) = value_at(row, first + offset, read_of(column, read)?)?;
+        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
+    }
+    Ok(model)
+}
+
+/// Like [`model_with`], for the columns of a left join: `None` when no row
+/// was joined, which a NULL key tells, since no row has one.
+pub fn joined_model_with<E: EntityTrait>(
+    row: &QueryResult,
+    first: usize,
+    plan: &ReadPlan<E>,
+    unread: E::Model,
+) -> Result<Option<E::Model>, DbErr> {
     let key = plan.key.ok_or_else(|| DbErr::Type("a joined row is read with its key".into()))?;
     let (_, no_row) = value_at(row, first + key, read_of(plan.columns[key], plan.reads[key])?)?;
     if no_row {

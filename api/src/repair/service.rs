@@ -13,9 +13,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Iterable,
-    JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, Statement,
-    TryIntoModel,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, JoinType,
+    PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, Statement,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr, SelectStatement},
 };
 
@@ -418,8 +417,7 @@ fn keep_joined<E>(
 ) -> Result<(), DbErr>
 where
     E: EntityTrait,
-    E::Model: IntoActiveModel<E::ActiveModel> + Send + Sync + 'static,
-    E::ActiveModel: ActiveModelTrait<Entity = E> + TryIntoModel<E::Model>,
+    E::Model: Send + Sync + 'static,
 {
     if let Some(model) = rows::joined_model_with(row, *at, plan, unread)? {
         rows_read.keep::<E>(id_of(&model), model, plan.names());
