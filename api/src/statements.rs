@@ -10,10 +10,11 @@
 //! through [`Parameters`], which the builder reads. A template is made by
 //! building the statement with every parameter replaced by a sentinel no
 //! request holds, so each bound value is traced to its parameter or found to
-//! be a constant of the shape. It is kept only if a second build, with other
-//! sentinels, is exactly the template filled with them: a value that also
-//! shows in the SQL, or a constant that varies, leaves the shape unkept, and
-//! its statements are built each time.
+//! be a constant of the shape. It is kept only if a build with other
+//! sentinels, and one with the first request's values, are exactly the
+//! template filled with them: a value that also shows in the SQL, or a
+//! constant that varies, leaves the shape unkept, and its statements are
+//! built each time.
 
 use std::{
     collections::HashMap,
@@ -142,8 +143,12 @@ impl Template {
         };
         let values = traced.values.map(|values| values.0).unwrap_or_default();
         let template = Self { sql: traced.sql, slots: values.into_iter().map(slot_of).collect() };
+        // Checked against other sentinels, and against the request's own values.
         let others = parameters.sentinels(1);
-        (template.fill(backend, &others)? == backend.build(&build(shape, &others))).then_some(template)
+        let fits = |parameters: &Parameters| {
+            template.fill(backend, parameters).is_some_and(|filled| filled == backend.build(&build(shape, parameters)))
+        };
+        (fits(&others) && fits(parameters)).then_some(template)
     }
 
     /// The statement with `parameters` bound; `None` if one the template
@@ -182,7 +187,8 @@ impl<K> Default for Templates<K> {
 impl<K: Hash + Eq + Clone> Templates<K> {
     /// The statement `build` makes of `shape` and `parameters`, from the
     /// shape's template when it has one. `build` must read everything that
-    /// varies within a shape from `parameters`.
+    /// varies within a shape from `parameters`, and choose its SQL by which
+    /// of them are given, never by their values.
     pub fn statement(
         &self,
         backend: DatabaseBackend,
@@ -339,6 +345,25 @@ mod tests {
             let parameters = Parameters::new(vec![Some(Parameter::Id(after))]);
             let statement = templates.statement(DatabaseBackend::Postgres, &(), &parameters, next_page);
             assert_eq!(statement, DatabaseBackend::Postgres.build(&next_page(&(), &parameters)));
+        }
+        assert_eq!(templates.kept_and_unkept(), (0, 1));
+    }
+
+    #[test]
+    fn a_shape_whose_sql_a_value_chooses_is_built_each_time() {
+        let own_or_public = |_: &(), parameters: &Parameters| {
+            let select = repair_order::Entity::find().select_only();
+            match parameters.id(0).unwrap_or_default() {
+                id if id > 0 => select.filter(Column::UnitId.eq(id)),
+                _ => select.filter(Column::UnitId.is_null()),
+            }
+            .into_query()
+        };
+        let templates = Templates::default();
+        for unit in [7, -1, 8] {
+            let parameters = Parameters::new(vec![Some(Parameter::Id(unit))]);
+            let statement = templates.statement(DatabaseBackend::Sqlite, &(), &parameters, own_or_public);
+            assert_eq!(statement, DatabaseBackend::Sqlite.build(&own_or_public(&(), &parameters)));
         }
         assert_eq!(templates.kept_and_unkept(), (0, 1));
     }

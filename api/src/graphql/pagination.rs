@@ -134,7 +134,7 @@ pub fn page_from<R, T: async_graphql::OutputType>(
 /// page exists, ordered by `id_column`, with no columns listed: the reader
 /// lists those it reads. The page's ids are picked first and its rows read by
 /// id after: where no index yields the visible rows in id order, the sort then
-/// carries the ids of every visible row, not whole rows and whatever a `read`
+/// carries the ids of every visible row, not whole rows and whatever the page
 /// joins to them.
 pub fn page_of<E: EntityTrait>(select: Select<E>, id_column: E::Column, request: &PageRequest) -> Select<E> {
     page_of_ids(select, id_column, request.limit(), request.after)
