@@ -41,6 +41,17 @@ impl<E: EntityTrait> ReadPlan<E> {
     pub fn names(&self) -> &Arc<[&'static str]> {
         &self.names
     }
+
+    pub fn has_key(&self) -> bool {
+        self.key.is_some()
+    }
+
+    /// The columns but the primary key, for a row whose key another row
+    /// already holds.
+    pub fn columns_but_key(&self) -> impl Iterator<Item = E::Column> + '_ {
+        let key = self.key;
+        self.columns.iter().enumerate().filter(move |(at, _)| Some(*at) != key).map(|(_, &column)| column)
+    }
 }
 
 /// How a column's value is read: by its type, the string-backed enums as text.
@@ -97,6 +108,30 @@ pub fn joined_model_with<E: EntityTrait>(
         return Ok(None);
     }
     model_with(row, first, plan, unread).map(Some)
+}
+
+/// Like [`model_with`], for a row whose key the statement did not select
+/// because the row it is joined to holds it (a foreign key): the plan's other
+/// columns from the row's columns `first..`, in order, and `key`.
+pub fn model_keyed<E: EntityTrait>(
+    row: &QueryResult,
+    first: usize,
+    plan: &ReadPlan<E>,
+    unread: E::Model,
+    key: i64,
+) -> Result<E::Model, DbErr> {
+    let mut model = unread;
+    let mut at = first;
+    for (index, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
+        let value = if Some(index) == plan.key {
+            key.into()
+        } else {
+            at += 1;
+            value_at(row, at - 1, read_of(column, read)?)?.0
+        };
+        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
+    }
+    Ok(model)
 }
 
 fn read_of<C: ColumnTrait>(column: C, read: Option<Read>) -> Result<Read, DbErr> {

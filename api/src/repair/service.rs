@@ -117,7 +117,7 @@ pub async fn list(
     join_related: Option<(&RelatedShown, &RowsRead)>,
 ) -> ApiResult<Page<InTurn<types::RepairOrder>>> {
     use repair_order::Column;
-    let joined = join_related.map(|(shown, _)| shown.joined()).unwrap_or_default();
+    let joined = join_related.map(|(shown, _)| shown.joined(columns)).unwrap_or_default();
     let page = Arc::new(page_inputs(principal, filter, &request, columns, joined)?);
     let statement = PAGES.statement(db.get_database_backend(), &page.0, &page.1, page_statement);
     // Counted only if the client selects `totalCount`, from the same shape
@@ -266,7 +266,7 @@ async fn read_page(
     columns: &[repair_order::Column],
     join_related: Option<(&RelatedShown, &RowsRead)>,
 ) -> ApiResult<Vec<repair_order::Model>> {
-    let joined = join_related.map(|(shown, _)| shown.joined()).unwrap_or_default();
+    let joined = join_related.map(|(shown, _)| shown.joined(columns)).unwrap_or_default();
     let page = with_related(page.select_only().columns(columns.iter().copied()), &joined);
     read_rows(db, db.get_database_backend().build(&page.into_query()), columns, join_related).await
 }
@@ -283,10 +283,11 @@ async fn read_rows(
     let plan = ReadPlan::<repair_order::Entity>::new(columns.to_vec());
     let mut orders = Vec::with_capacity(rows.len());
     for row in &rows {
-        orders.push(rows::model_with(row, 0, &plan, unread_order())?);
+        let order = rows::model_with(row, 0, &plan, unread_order())?;
         if let Some((shown, rows_read)) = join_related {
-            shown.keep_from(row, columns.len(), rows_read)?;
+            shown.keep_from(row, columns.len(), (&order, columns), rows_read)?;
         }
+        orders.push(order);
     }
     Ok(orders)
 }
@@ -355,23 +356,38 @@ impl RelatedShown {
         self.unit.is_some() || self.building.is_some() || self.assignee.is_some()
     }
 
-    /// The columns of each that a statement joins.
-    fn joined(&self) -> JoinedColumns {
-        fn columns<E: EntityTrait>(plan: &Option<ReadPlan<E>>) -> Option<Columns<E::Column>> {
-            plan.as_ref().map(|plan| Columns(plan.columns().to_vec()))
+    /// The columns of each that a statement joins with orders of which
+    /// `order_columns` are read: all those shown, but the key of one whose
+    /// foreign key the order's columns hold.
+    fn joined(&self, order_columns: &[repair_order::Column]) -> JoinedColumns {
+        use repair_order::Column;
+        fn columns<E: EntityTrait>(plan: &Option<ReadPlan<E>>, key_held: bool) -> Option<Columns<E::Column>> {
+            plan.as_ref().map(|plan| match key_held {
+                true => Columns(plan.columns_but_key().collect()),
+                false => Columns(plan.columns().to_vec()),
+            })
         }
         JoinedColumns {
-            unit: columns(&self.unit),
-            building: columns(&self.building),
-            assignee: columns(&self.assignee),
+            unit: columns(&self.unit, reads(order_columns, Column::UnitId)),
+            building: columns(&self.building, reads(order_columns, Column::BuildingId)),
+            assignee: columns(&self.assignee, reads(order_columns, Column::AssigneeId)),
         }
     }
 
-    /// Reads the rows shown, by position from the row's columns `first..` in
-    /// the order [`with_related`] selects them after the order's, and keeps
-    /// them; their unread columns hold placeholders no shown field reads.
-    fn keep_from(&self, row: &QueryResult, first: usize, rows_read: &RowsRead) -> Result<(), DbErr> {
+    /// Reads the rows shown beside `order`, of which `order_columns` were
+    /// read, by position from the row's columns `first..` in the order
+    /// [`with_related`] selects them after the order's, and keeps them; their
+    /// unread columns hold placeholders no shown field reads.
+    fn keep_from(
+        &self,
+        row: &QueryResult,
+        first: usize,
+        (order, order_columns): (&repair_order::Model, &[repair_order::Column]),
+        rows_read: &RowsRead,
+    ) -> Result<(), DbErr> {
+        use repair_order::Column;
         let never = DateTime::<Utc>::UNIX_EPOCH;
+        let held = |foreign_key, id| reads(order_columns, foreign_key).then_some(id);
         let mut at = first;
         if let Some(plan) = &self.unit {
             let unread = unit::Model {
@@ -382,11 +398,13 @@ impl RelatedShown {
                 contacts_version: 0,
                 created_at: never,
             };
-            keep_joined(row, &mut at, plan, unread, |unit| unit.id, rows_read)?;
+            let key = held(Column::UnitId, order.unit_id);
+            keep_joined(row, &mut at, plan, unread, key, |unit| unit.id, rows_read)?;
         }
         if let Some(plan) = &self.building {
             let unread = building::Model { id: 0, community_id: 0, name: String::new(), created_at: never };
-            keep_joined(row, &mut at, plan, unread, |building| building.id, rows_read)?;
+            let key = held(Column::BuildingId, Some(order.building_id));
+            keep_joined(row, &mut at, plan, unread, key, |building| building.id, rows_read)?;
         }
         if let Some(plan) = &self.assignee {
             let unread = user::Model {
@@ -399,19 +417,29 @@ impl RelatedShown {
                 community_id: None,
                 created_at: never,
             };
-            keep_joined(row, &mut at, plan, unread, |user| user.id, rows_read)?;
+            let key = held(Column::AssigneeId, order.assignee_id);
+            keep_joined(row, &mut at, plan, unread, key, |user| user.id, rows_read)?;
         }
         Ok(())
     }
 }
 
+/// Whether `columns` hold `foreign_key`.
+fn reads(columns: &[repair_order::Column], foreign_key: repair_order::Column) -> bool {
+    use sea_orm::IdenStatic;
+    columns.iter().any(|column| column.as_str() == foreign_key.as_str())
+}
+
 /// Keeps the row of `E` joined at the row's columns `*at..`, if one was
-/// joined, and moves `at` past its columns.
+/// joined, and moves `at` past its columns. With `held_key`, the order holds
+/// the row's key and the statement did not select it: a row was joined
+/// exactly when the key is set, as foreign keys are enforced.
 fn keep_joined<E>(
     row: &QueryResult,
     at: &mut usize,
     plan: &ReadPlan<E>,
     unread: E::Model,
+    held_key: Option<Option<i64>>,
     id_of: fn(&E::Model) -> i64,
     rows_read: &RowsRead,
 ) -> Result<(), DbErr>
@@ -419,10 +447,21 @@ where
     E: EntityTrait,
     E::Model: Send + Sync + 'static,
 {
-    if let Some(model) = rows::joined_model_with(row, *at, plan, unread)? {
+    let joined = match held_key.filter(|_| plan.has_key()) {
+        Some(key) => {
+            let model = key.map(|key| rows::model_keyed(row, *at, plan, unread, key)).transpose()?;
+            *at += plan.columns_but_key().count();
+            model
+        }
+        None => {
+            let model = rows::joined_model_with(row, *at, plan, unread)?;
+            *at += plan.columns().len();
+            model
+        }
+    };
+    if let Some(model) = joined {
         rows_read.keep::<E>(id_of(&model), model, plan.names());
     }
-    *at += plan.columns().len();
     Ok(())
 }
 
@@ -1095,7 +1134,7 @@ mod tests {
                 for principal in people(10 + n, 20 + n) {
                     for filter in filters(n) {
                         for (request, columns) in pages(n) {
-                            for joined in [JoinedColumns::default(), shown_whole().joined()] {
+                            for joined in [JoinedColumns::default(), shown_whole().joined(&columns)] {
                                 let (shape, parameters) =
                                     page_inputs(&principal, filter.clone(), &request, &columns, joined)
                                         .expect("a page");
@@ -1109,6 +1148,35 @@ mod tests {
             }
         }
         assert_eq!(templates.kept_and_unkept(), (shapes, 0));
+    }
+
+    /// Each order's unit, building and assignee, kept in `rows_read` and
+    /// asked for with every column by the field `field`, equals the row read
+    /// by id.
+    async fn assert_kept_whole(
+        db: &DatabaseConnection,
+        rows_read: &RowsRead,
+        orders: &[repair_order::Model],
+        field: crate::graphql::loader::FieldKey,
+    ) {
+        for order in orders {
+            let unit = match order.unit_id {
+                Some(id) => unit::Entity::find_by_id(id).one(db).await.expect("unit"),
+                None => None,
+            };
+            let every_column = || unit::Column::iter().collect();
+            assert_eq!(rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default(), field, every_column), unit);
+            let building = building::Entity::find_by_id(order.building_id).one(db).await.expect("building");
+            let every_column = || building::Column::iter().collect();
+            assert_eq!(rows_read.get::<building::Entity>(order.building_id, field + 1, every_column), building);
+            let assignee = match order.assignee_id {
+                Some(id) => user::Entity::find_by_id(id).one(db).await.expect("assignee"),
+                None => None,
+            };
+            let every_column = || user::Column::iter().collect();
+            let kept = rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default(), field + 2, every_column);
+            assert_eq!(kept, assignee);
+        }
     }
 
     #[tokio::test]
@@ -1217,31 +1285,10 @@ mod tests {
 
         let rows_read = RowsRead::default();
         let every_column: Vec<_> = Column::iter().collect();
-        let (all_of_unit, all_of_building, all_of_user): (Vec<_>, Vec<_>, Vec<_>) =
-            (unit::Column::iter().collect(), building::Column::iter().collect(), user::Column::iter().collect());
         let whole = shown_whole();
         let orders = read_page(&db, page(), &every_column, Some((&whole, &rows_read))).await.expect("page");
         assert_eq!(orders, by_name);
-        for order in &orders {
-            let unit = match order.unit_id {
-                Some(id) => unit::Entity::find_by_id(id).one(&db).await.expect("unit"),
-                None => None,
-            };
-            assert_eq!(
-                rows_read.get::<unit::Entity>(order.unit_id.unwrap_or_default(), 0, || all_of_unit.to_vec()),
-                unit
-            );
-            let building = building::Entity::find_by_id(order.building_id).one(&db).await.expect("building");
-            assert_eq!(rows_read.get::<building::Entity>(order.building_id, 0, || all_of_building.to_vec()), building);
-            let assignee = match order.assignee_id {
-                Some(id) => user::Entity::find_by_id(id).one(&db).await.expect("assignee"),
-                None => None,
-            };
-            assert_eq!(
-                rows_read.get::<user::Entity>(order.assignee_id.unwrap_or_default(), 0, || all_of_user.to_vec()),
-                assignee
-            );
-        }
+        assert_kept_whole(&db, &rows_read, &orders, 0).await;
 
         // Kept with some columns, a row serves only fields that read no others.
         let rows_read = RowsRead::default();
@@ -1260,7 +1307,7 @@ mod tests {
         // A field works out the columns it reads once, however many rows it asks for.
         assert!(rows_read.get::<unit::Entity>(unit_id, 1, || unreachable!("worked out again")).is_some());
         assert_eq!(rows_read.get::<unit::Entity>(unit_id, 2, || vec![unit::Column::Id, unit::Column::Floor]), None);
-        assert_eq!(rows_read.get::<unit::Entity>(unit_id, 3, || all_of_unit.to_vec()), None);
+        assert_eq!(rows_read.get::<unit::Entity>(unit_id, 3, || unit::Column::iter().collect()), None);
         assert_eq!(rows_read.get::<building::Entity>(order.building_id, 4, || vec![building::Column::Id]), None);
         let assignee = user::Entity::find_by_id(assignee_id).one(&db).await.expect("user").expect("user");
         let kept =
@@ -1284,6 +1331,13 @@ mod tests {
                 assert_eq!(order, expected);
             }
         }
+        // The order's unit id is read, so the unit's is not selected again;
+        // its building and assignee ids are not, so theirs are.
+        let statement = with_related(page(), &whole.joined(&some_columns)).build(sea_orm::DatabaseBackend::Sqlite);
+        let (selected, _) = statement.sql.split_once(" FROM ").expect("a select");
+        assert!(!selected.contains(r#""unit"."id""#), "{selected}");
+        assert!(selected.contains(r#""building"."id""#) && selected.contains(r#""assignee"."id""#), "{selected}");
+        assert_kept_whole(&db, &rows_read, &by_name, 7).await;
     }
 
     #[tokio::test]
@@ -1301,7 +1355,7 @@ mod tests {
             .columns(repair_order::Column::iter())
         };
         for steps in
-            [query_plan(&db, page()).await, query_plan(&db, with_related(page(), &shown_whole().joined())).await]
+            [query_plan(&db, page()).await, query_plan(&db, with_related(page(), &shown_whole().joined(&[]))).await]
         {
             let sorts: Vec<_> = steps.iter().filter(|(_, detail)| detail.contains("TEMP B-TREE")).collect();
             // The only sort is the subquery's, over ids; the rows come out in id order.
