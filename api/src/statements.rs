@@ -223,6 +223,19 @@ impl<K: Hash + Eq + Clone> Templates<K> {
             .unwrap_or_else(|| backend.build(&build(shape, parameters)))
     }
 
+    /// Asserts that the statement for `shape` and `parameters` is the one
+    /// `build` makes directly.
+    #[cfg(test)]
+    pub(crate) fn assert_builds_as_directly(
+        &self,
+        backend: DatabaseBackend,
+        shape: &K,
+        parameters: &Parameters,
+        build: impl Fn(&K, &Parameters) -> SelectStatement,
+    ) {
+        assert_eq!(self.statement(backend, shape, parameters, &build), backend.build(&build(shape, parameters)));
+    }
+
     /// How many shapes' variants have a template, and how many were found
     /// to have none.
     #[cfg(test)]
@@ -313,8 +326,7 @@ mod tests {
             for unit in [Some(7), None, Some(8)] {
                 for after in [0, 40, 41] {
                     let parameters = parameters(unit, after);
-                    let statement = templates.statement(backend, &false, &parameters, orders);
-                    assert_eq!(statement, backend.build(&orders(&false, &parameters)));
+                    templates.assert_builds_as_directly(backend, &false, &parameters, orders);
                 }
             }
         }
@@ -327,8 +339,7 @@ mod tests {
         let templates = Templates::default();
         for unit in [Some(7), Some(8), None] {
             let parameters = parameters(unit, 1);
-            let statement = templates.statement(DatabaseBackend::Sqlite, &true, &parameters, orders);
-            assert_eq!(statement, DatabaseBackend::Sqlite.build(&orders(&true, &parameters)));
+            templates.assert_builds_as_directly(DatabaseBackend::Sqlite, &true, &parameters, orders);
         }
         // Without a unit nothing is written into the SQL.
         assert_eq!(templates.kept_and_unkept(), (1, 1));
@@ -343,8 +354,7 @@ mod tests {
         let templates = Templates::default();
         for after in [3, 4] {
             let parameters = Parameters::new(vec![Some(Parameter::Id(after))]);
-            let statement = templates.statement(DatabaseBackend::Postgres, &(), &parameters, next_page);
-            assert_eq!(statement, DatabaseBackend::Postgres.build(&next_page(&(), &parameters)));
+            templates.assert_builds_as_directly(DatabaseBackend::Postgres, &(), &parameters, next_page);
         }
         assert_eq!(templates.kept_and_unkept(), (0, 1));
     }
@@ -362,8 +372,7 @@ mod tests {
         let templates = Templates::default();
         for unit in [7, -1, 8] {
             let parameters = Parameters::new(vec![Some(Parameter::Id(unit))]);
-            let statement = templates.statement(DatabaseBackend::Sqlite, &(), &parameters, own_or_public);
-            assert_eq!(statement, DatabaseBackend::Sqlite.build(&own_or_public(&(), &parameters)));
+            templates.assert_builds_as_directly(DatabaseBackend::Sqlite, &(), &parameters, own_or_public);
         }
         assert_eq!(templates.kept_and_unkept(), (0, 1));
     }
@@ -374,8 +383,7 @@ mod tests {
         let templates = Templates::default();
         let parameters = Parameters::new(vec![]);
         for limit in 0..MOST_TEMPLATES as u64 + 10 {
-            let statement = templates.statement(DatabaseBackend::Sqlite, &limit, &parameters, by_limit);
-            assert_eq!(statement, DatabaseBackend::Sqlite.build(&by_limit(&limit, &parameters)));
+            templates.assert_builds_as_directly(DatabaseBackend::Sqlite, &limit, &parameters, by_limit);
         }
         assert_eq!(templates.kept().templates, MOST_TEMPLATES);
         assert_eq!(templates.kept().by_shape.len(), MOST_TEMPLATES);
