@@ -94,20 +94,12 @@ pub fn model_with<E: EntityTrait>(
     Ok(model)
 }
 
-/// Like [`model_with`], for the columns of a left join: `None` when no row
-/// was joined, which a NULL key tells, since no row has one.
-pub fn joined_model_with<E: EntityTrait>(
-    row: &QueryResult,
-    first: usize,
-    plan: &ReadPlan<E>,
-    unread: E::Model,
-) -> Result<Option<E::Model>, DbErr> {
+/// The key of the row left-joined at the row's columns `first..` in the
+/// plan's order: `None` when no row was joined, which a NULL key tells, since
+/// no row has one.
+pub fn joined_key<E: EntityTrait>(row: &QueryResult, first: usize, plan: &ReadPlan<E>) -> Result<Option<i64>, DbErr> {
     let key = plan.key.ok_or_else(|| DbErr::Type("a joined row is read with its key".into()))?;
-    let (_, no_row) = value_at(row, first + key, read_of(plan.columns[key], plan.reads[key])?)?;
-    if no_row {
-        return Ok(None);
-    }
-    model_with(row, first, plan, unread).map(Some)
+    get(row, first + key)
 }
 
 /// Like [`model_with`], for a row whose key the statement did not select

@@ -15,7 +15,7 @@ use std::{
 
 use async_graphql::{
     Object,
-    connection::{Connection, Edge, EmptyFields},
+    connection::{Connection, CursorType, Edge, EmptyFields},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use futures_util::future::BoxFuture;
@@ -44,7 +44,29 @@ impl ConnectionTotals {
     }
 }
 
-pub type Page<T> = Connection<String, T, ConnectionTotals, EmptyFields>;
+pub type Page<T> = Connection<Cursor, T, ConnectionTotals, EmptyFields>;
+
+/// An edge's cursor: its row's id, encoded only if the client selects the
+/// cursor, which a scrolling feed reads for the last edge alone (`endCursor`).
+pub struct Cursor(i64);
+
+impl CursorType for Cursor {
+    type Error = ApiError;
+
+    fn decode_cursor(cursor: &str) -> ApiResult<Self> {
+        URL_SAFE_NO_PAD
+            .decode(cursor)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .and_then(|text| text.strip_prefix('k').and_then(|id| id.parse().ok()))
+            .map(Self)
+            .ok_or_else(|| ApiError::bad_input("after", "not a valid cursor"))
+    }
+
+    fn encode_cursor(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("k{}", self.0))
+    }
+}
 
 /// A validated `first` / `after` pair.
 #[derive(Debug, Clone, Copy)]
@@ -58,7 +80,7 @@ impl PageRequest {
         if !(1..=MAX_PAGE_SIZE).contains(&first) {
             return Err(ApiError::bad_input("first", format!("must be between 1 and {MAX_PAGE_SIZE}")));
         }
-        let after = after.map(decode_cursor).transpose()?;
+        let after = after.map(Cursor::decode_cursor).transpose()?.map(|Cursor(id)| id);
         Ok(Self { first: first as u64, after })
     }
 
@@ -72,19 +94,6 @@ impl PageRequest {
     pub fn after(&self) -> Option<i64> {
         self.after
     }
-}
-
-fn encode_cursor(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("k{id}"))
-}
-
-fn decode_cursor(cursor: &str) -> ApiResult<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix('k').and_then(|id| id.parse().ok()))
-        .ok_or_else(|| ApiError::bad_input("after", "not a valid cursor"))
 }
 
 /// Runs `select` (already scoped to what the caller may see) for one page,
@@ -126,7 +135,7 @@ pub fn page_from<R, T: async_graphql::OutputType>(
     rows.truncate(request.first as usize);
     let mut connection =
         Connection::with_additional_fields(request.after.is_some(), has_next_page, ConnectionTotals { count });
-    connection.edges.extend(rows.into_iter().map(|row| Edge::new(encode_cursor(id_of(&row)), into_node(row))));
+    connection.edges.extend(rows.into_iter().map(|row| Edge::new(Cursor(id_of(&row)), into_node(row))));
     connection
 }
 
@@ -175,7 +184,7 @@ mod tests {
         assert!(PageRequest::new(0, None).is_err());
         assert!(PageRequest::new(101, None).is_err());
         assert!(PageRequest::new(100, None).is_ok());
-        assert_eq!(PageRequest::new(5, Some(&encode_cursor(42))).unwrap().after, Some(42));
+        assert_eq!(PageRequest::new(5, Some(&Cursor(42).encode_cursor())).unwrap().after, Some(42));
         assert!(PageRequest::new(5, Some("not a cursor")).is_err());
     }
 }

@@ -2,7 +2,10 @@
 //! cancel and follow up on an order, the state machine, optimistic locking,
 //! and the timeline and outbox rows written with every change.
 
-use std::sync::{Arc, LazyLock};
+use std::{
+    collections::HashSet,
+    sync::{Arc, LazyLock},
+};
 
 use chrono::{DateTime, Utc};
 use entity::{
@@ -282,11 +285,12 @@ async fn read_rows(
     let rows = db.query_all_raw(statement).await?;
     let plan = ReadPlan::<repair_order::Entity>::new(columns.to_vec());
     let keys_held = KeysHeld::of(columns);
+    let mut kept = KeptFromStatement::default();
     let mut orders = Vec::with_capacity(rows.len());
     for row in &rows {
         let order = rows::model_with(row, 0, &plan, unread_order())?;
         if let Some((shown, rows_read)) = join_related {
-            shown.keep_from(row, columns.len(), (&order, keys_held), rows_read)?;
+            shown.keep_from(row, columns.len(), (&order, keys_held), (&mut kept, rows_read))?;
         }
         orders.push(order);
     }
@@ -375,14 +379,15 @@ impl RelatedShown {
 
     /// Reads the rows shown beside `order`, whose read columns hold the keys
     /// `keys_held` says, by position from the row's columns `first..` in the order
-    /// [`with_related`] selects them after the order's, and keeps them; their
-    /// unread columns hold placeholders no shown field reads.
+    /// [`with_related`] selects them after the order's, and keeps those not
+    /// `kept` from an earlier row of the statement; their unread columns hold
+    /// placeholders no shown field reads.
     fn keep_from(
         &self,
         row: &QueryResult,
         first: usize,
         (order, keys_held): (&repair_order::Model, KeysHeld),
-        rows_read: &RowsRead,
+        (kept, rows_read): (&mut KeptFromStatement, &RowsRead),
     ) -> Result<(), DbErr> {
         let never = DateTime::<Utc>::UNIX_EPOCH;
         let mut at = first;
@@ -396,12 +401,12 @@ impl RelatedShown {
                 created_at: never,
             };
             let key = keys_held.unit.then_some(order.unit_id);
-            keep_joined(row, &mut at, plan, unread, key, |unit| unit.id, rows_read)?;
+            keep_joined(row, &mut at, plan, unread, key, (&mut kept.units, rows_read))?;
         }
         if let Some(plan) = &self.building {
             let unread = building::Model { id: 0, community_id: 0, name: String::new(), created_at: never };
             let key = keys_held.building.then_some(Some(order.building_id));
-            keep_joined(row, &mut at, plan, unread, key, |building| building.id, rows_read)?;
+            keep_joined(row, &mut at, plan, unread, key, (&mut kept.buildings, rows_read))?;
         }
         if let Some(plan) = &self.assignee {
             let unread = user::Model {
@@ -415,7 +420,7 @@ impl RelatedShown {
                 created_at: never,
             };
             let key = keys_held.assignee.then_some(order.assignee_id);
-            keep_joined(row, &mut at, plan, unread, key, |user| user.id, rows_read)?;
+            keep_joined(row, &mut at, plan, unread, key, (&mut kept.assignees, rows_read))?;
         }
         Ok(())
     }
@@ -440,38 +445,54 @@ impl KeysHeld {
     }
 }
 
+/// The ids of the units, buildings and assignees kept from a statement's
+/// rows so far. Orders on a page share them (a resident's all stand in one
+/// unit), and a row the statement read once holds the same values wherever
+/// it is joined again: it is read and kept once.
+#[derive(Default)]
+struct KeptFromStatement {
+    units: HashSet<i64, foldhash::fast::RandomState>,
+    buildings: HashSet<i64, foldhash::fast::RandomState>,
+    assignees: HashSet<i64, foldhash::fast::RandomState>,
+}
+
 /// Keeps the row of `E` joined at the row's columns `*at..`, if one was
-/// joined, and moves `at` past its columns. With `held_key`, the order holds
-/// the row's key and the statement did not select it: a row was joined
-/// exactly when the key is set, as foreign keys are enforced.
+/// joined and its id is not among `kept` yet, and moves `at` past its
+/// columns. With `held_key`, the order holds the row's key and the statement
+/// did not select it: a row was joined exactly when the key is set, as
+/// foreign keys are enforced.
 fn keep_joined<E>(
     row: &QueryResult,
     at: &mut usize,
     plan: &ReadPlan<E>,
     unread: E::Model,
     held_key: Option<Option<i64>>,
-    id_of: fn(&E::Model) -> i64,
-    rows_read: &RowsRead,
+    (kept, rows_read): (&mut HashSet<i64, foldhash::fast::RandomState>, &RowsRead),
 ) -> Result<(), DbErr>
 where
     E: EntityTrait,
     E::Model: Send + Sync + 'static,
 {
-    let joined = match held_key.filter(|_| plan.has_key()) {
+    let first = *at;
+    let held_key = held_key.filter(|_| plan.has_key());
+    let key = match held_key {
         Some(key) => {
-            let model = key.map(|key| rows::model_keyed(row, *at, plan, unread, key)).transpose()?;
             *at += plan.columns_but_key().count();
-            model
+            key
         }
         None => {
-            let model = rows::joined_model_with(row, *at, plan, unread)?;
             *at += plan.columns().len();
-            model
+            rows::joined_key(row, first, plan)?
         }
     };
-    if let Some(model) = joined {
-        rows_read.keep::<E>(id_of(&model), model, plan.names());
-    }
+    let Some(key) = key.filter(|&key| kept.insert(key)) else {
+        return Ok(());
+    };
+    let model = match held_key {
+        Some(_) => rows::model_keyed(row, first, plan, unread, key)?,
+        None => rows::model_with(row, first, plan, unread)?,
+    };
+    rows_read.keep::<E>(key, model, plan.names());
     Ok(())
 }
 
