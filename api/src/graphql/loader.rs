@@ -31,9 +31,10 @@ impl<E> ById<E> {
 impl<E> Loader<i64> for ById<E>
 where
     E: EntityTrait,
-    E::Model: Clone + Send + Sync + 'static,
+    E::Model: Send + Sync + 'static,
 {
-    type Value = E::Model;
+    /// Shared: every field that asks for a row in the batch holds the same one.
+    type Value = Arc<E::Model>;
     type Error = Arc<DbErr>;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
@@ -45,7 +46,7 @@ where
         Ok(rows
             .into_iter()
             .filter_map(|row| match row.get(column) {
-                Value::BigInt(Some(id)) => Some((id, row)),
+                Value::BigInt(Some(id)) => Some((id, Arc::new(row))),
                 _ => None,
             })
             .collect())
@@ -98,6 +99,7 @@ type FastHash = foldhash::fast::RandomState;
 
 struct Held {
     columns: Arc<[&'static str]>,
+    /// An `Arc<E::Model>`: each field that asks for the row shares it.
     row: Box<dyn Any + Send + Sync>,
 }
 
@@ -113,17 +115,22 @@ impl RowsRead {
         E: EntityTrait,
         E::Model: Send + Sync + 'static,
     {
-        let held = Held { columns: columns.clone(), row: Box::new(row) };
+        let held = Held { columns: columns.clone(), row: Box::new(Arc::new(row)) };
         self.kept().rows.insert((TypeId::of::<E::Model>(), id), held);
     }
 
     /// The row of `E` with this id, if one was kept holding every column
     /// `needed` names for `field`; `needed` is only worked out when such a
     /// row was kept, and once per field.
-    pub(crate) fn get<E>(&self, id: i64, field: FieldKey, needed: impl FnOnce() -> Vec<E::Column>) -> Option<E::Model>
+    pub(crate) fn get<E>(
+        &self,
+        id: i64,
+        field: FieldKey,
+        needed: impl FnOnce() -> Vec<E::Column>,
+    ) -> Option<Arc<E::Model>>
     where
         E: EntityTrait,
-        E::Model: Clone + 'static,
+        E::Model: Send + Sync + 'static,
     {
         let table = TypeId::of::<E::Model>();
         let kept = &mut *self.kept();
@@ -135,7 +142,7 @@ impl RowsRead {
         if !needed.iter().all(|column| held.columns.contains(column)) {
             return None;
         }
-        held.row.downcast_ref::<E::Model>().cloned()
+        held.row.downcast_ref::<Arc<E::Model>>().cloned()
     }
 
     /// Whether a row of `E` with this id was kept, whatever columns it holds.
@@ -156,10 +163,10 @@ impl RowsRead {
 /// Loads the row of `E` with this id for the field `ctx` resolves: from the
 /// rows the request already read, if the one kept holds the columns the
 /// field's selection reads, or else through the shared batch loader, whole.
-pub async fn load_one<E>(ctx: &async_graphql::Context<'_>, id: i64) -> crate::error::ApiResult<Option<E::Model>>
+pub async fn load_one<E>(ctx: &async_graphql::Context<'_>, id: i64) -> crate::error::ApiResult<Option<Arc<E::Model>>>
 where
     E: ColumnsRead,
-    E::Model: Clone + Send + Sync + 'static,
+    E::Model: Send + Sync + 'static,
 {
     let field = std::ptr::from_ref(ctx.item) as FieldKey;
     let needed = || E::columns_read_by(ctx.field().selection_set());

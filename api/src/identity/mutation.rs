@@ -59,7 +59,7 @@ impl IdentityMutation {
             role: Role::Butler,
             position: None,
         };
-        Ok(CreateAccountPayload { user: User(service::create_employee(ctx.db(), principal, new).await?) })
+        Ok(CreateAccountPayload { user: User::from(service::create_employee(ctx.db(), principal, new).await?) })
     }
 
     /// Create a staff account in the manager's community (manager).
@@ -76,7 +76,7 @@ impl IdentityMutation {
             role: Role::Staff,
             position: Some(input.position.into()),
         };
-        Ok(CreateAccountPayload { user: User(service::create_employee(ctx.db(), principal, new).await?) })
+        Ok(CreateAccountPayload { user: User::from(service::create_employee(ctx.db(), principal, new).await?) })
     }
 
     /// Make a butler responsible for a building (supervisor, manager).
@@ -85,7 +85,7 @@ impl IdentityMutation {
         let butler_id = ids::decode(Kind::User, &input.butler_id, "butlerId")?;
         let building_id = ids::decode(Kind::Building, &input.building_id, "buildingId")?;
         let (butler, building) = service::assign_butler(ctx.db(), principal, butler_id, building_id).await?;
-        Ok(ButlerAssignmentPayload { butler: User(butler), building: Building(building) })
+        Ok(ButlerAssignmentPayload { butler: User::from(butler), building: Building::from(building) })
     }
 
     /// Take a building off a butler's list (supervisor, manager).
@@ -98,6 +98,6 @@ impl IdentityMutation {
         let butler_id = ids::decode(Kind::User, &input.butler_id, "butlerId")?;
         let building_id = ids::decode(Kind::Building, &input.building_id, "buildingId")?;
         let (butler, building) = service::unassign_butler(ctx.db(), principal, butler_id, building_id).await?;
-        Ok(ButlerAssignmentPayload { butler: User(butler), building: Building(building) })
+        Ok(ButlerAssignmentPayload { butler: User::from(butler), building: Building::from(building) })
     }
 }

@@ -349,7 +349,7 @@ pub async fn search_residents(
                 .add(user::Column::Id.in_subquery(by_unit_number)),
         );
     }
-    pagination::fetch(db, select, user::Column::Id, |u| u.id, request, User).await
+    pagination::fetch(db, select, user::Column::Id, |u| u.id, request, User::from).await
 }
 
 /// Butlers and staff of the viewer's community.
@@ -370,7 +370,7 @@ pub async fn list_staff(
     if let Some(position) = position {
         select = select.filter(user::Column::Position.eq(position));
     }
-    pagination::fetch(db, select, user::Column::Id, |u| u.id, request, User).await
+    pagination::fetch(db, select, user::Column::Id, |u| u.id, request, User::from).await
 }
 
 pub struct NewEmployee {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, dataloader::DataLoader,
 };
@@ -54,7 +56,13 @@ pub fn mask_phone(phone: &str) -> String {
 }
 
 /// A person known to the system: a resident, a butler or a staff member.
-pub struct User(pub user::Model);
+pub struct User(pub Arc<user::Model>);
+
+impl From<user::Model> for User {
+    fn from(model: user::Model) -> Self {
+        Self(Arc::new(model))
+    }
+}
 
 #[Object]
 impl User {
@@ -136,11 +144,11 @@ impl Viewer {
     /// A butler's assigned buildings; empty for other roles.
     async fn buildings(&self, ctx: &Context<'_>) -> Result<Vec<Building>> {
         let buildings = boxed_wait(super::service::assigned_buildings(ctx.db(), self.0.id)).await?;
-        Ok(buildings.into_iter().map(Building).collect())
+        Ok(buildings.into_iter().map(Building::from).collect())
     }
     /// The community a butler or staff member works for, or a resident lives in.
     async fn community(&self, ctx: &Context<'_>) -> Result<Option<Community>> {
-        Ok(boxed_wait(super::service::viewer_community(ctx.db(), &self.0)).await?.map(Community))
+        Ok(boxed_wait(super::service::viewer_community(ctx.db(), &self.0)).await?.map(Community::from))
     }
 }
 

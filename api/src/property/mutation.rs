@@ -15,7 +15,7 @@ impl PropertyMutation {
     async fn create_building(&self, ctx: &Context<'_>, input: CreateBuildingInput) -> Result<CreateBuildingPayload> {
         let principal = ctx.principal()?;
         let building = service::create_building(ctx.db(), principal, &input.name).await?;
-        Ok(CreateBuildingPayload { building: Building(building) })
+        Ok(CreateBuildingPayload { building: Building::from(building) })
     }
 
     /// Add a unit to a building (supervisor, manager).
@@ -23,7 +23,7 @@ impl PropertyMutation {
         let principal = ctx.principal()?;
         let building_id = ids::decode(Kind::Building, &input.building_id, "buildingId")?;
         let unit = service::create_unit(ctx.db(), principal, building_id, &input.number, input.floor).await?;
-        Ok(CreateUnitPayload { unit: Unit(unit) })
+        Ok(CreateUnitPayload { unit: Unit::from(unit) })
     }
 
     /// Record a resident moving into a unit (front desk, supervisor, manager).
@@ -65,6 +65,6 @@ impl PropertyMutation {
             .collect();
         let unit =
             service::set_emergency_contacts(ctx.app(), principal, unit_id, contacts, input.expected_version).await?;
-        Ok(SetEmergencyContactsPayload { unit: Unit(unit) })
+        Ok(SetEmergencyContactsPayload { unit: Unit::from(unit) })
     }
 }

@@ -30,7 +30,7 @@ impl PropertyQuery {
     async fn building(&self, ctx: &Context<'_>, id: ID) -> Result<Building> {
         let principal = ctx.principal()?;
         let id = ids::decode(Kind::Building, &id, "id")?;
-        Ok(Building(service::find_building(ctx.db(), principal, id).await?))
+        Ok(Building::from(service::find_building(ctx.db(), principal, id).await?))
     }
 
     /// Units the viewer may see, optionally of one building.
@@ -54,6 +54,6 @@ impl PropertyQuery {
     async fn unit(&self, ctx: &Context<'_>, id: ID) -> Result<Unit> {
         let principal = ctx.principal()?;
         let id = ids::decode(Kind::Unit, &id, "id")?;
-        Ok(Unit(service::find_unit(ctx.db(), principal, id).await?))
+        Ok(Unit::from(service::find_unit(ctx.db(), principal, id).await?))
     }
 }

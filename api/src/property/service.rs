@@ -27,7 +27,7 @@ pub async fn list_buildings(
     request: PageRequest,
 ) -> ApiResult<Page<types::Building>> {
     let select = building::Entity::find().filter(scope::buildings(principal));
-    pagination::fetch(db, select, building::Column::Id, |b| b.id, request, types::Building).await
+    pagination::fetch(db, select, building::Column::Id, |b| b.id, request, types::Building::from).await
 }
 
 pub async fn find_building(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> ApiResult<building::Model> {
@@ -49,7 +49,7 @@ pub async fn list_units(
     if let Some(building_id) = building_id {
         select = select.filter(unit::Column::BuildingId.eq(building_id));
     }
-    pagination::fetch(db, select, unit::Column::Id, |u| u.id, request, types::Unit).await
+    pagination::fetch(db, select, unit::Column::Id, |u| u.id, request, types::Unit::from).await
 }
 
 pub async fn find_unit(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> ApiResult<unit::Model> {

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_graphql::{
     Context, Enum, ID, InputObject, Object, Result, SelectionField, SimpleObject, dataloader::DataLoader,
 };
@@ -28,7 +30,13 @@ pub enum UnitRelation {
 }
 
 /// A residential community (小区/园区) run by the property company.
-pub struct Community(pub community::Model);
+pub struct Community(pub Arc<community::Model>);
+
+impl From<community::Model> for Community {
+    fn from(model: community::Model) -> Self {
+        Self(Arc::new(model))
+    }
+}
 
 #[Object]
 impl Community {
@@ -41,7 +49,13 @@ impl Community {
 }
 
 /// A building (楼栋) of a community.
-pub struct Building(pub building::Model);
+pub struct Building(pub Arc<building::Model>);
+
+impl From<building::Model> for Building {
+    fn from(model: building::Model) -> Self {
+        Self(Arc::new(model))
+    }
+}
 
 #[Object]
 impl Building {
@@ -67,7 +81,13 @@ impl Building {
 }
 
 /// A unit (房号) of a building: the home residents belong to.
-pub struct Unit(pub unit::Model);
+pub struct Unit(pub Arc<unit::Model>);
+
+impl From<unit::Model> for Unit {
+    fn from(model: unit::Model) -> Self {
+        Self(Arc::new(model))
+    }
+}
 
 #[Object]
 impl Unit {
