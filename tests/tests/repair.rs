@@ -2020,6 +2020,51 @@ fn listed_forms(selection: &str) -> [(String, &'static str); 3] {
     ]
 }
 
+/// A page's orders, units, buildings and people are resolved field after
+/// field by the server where their selections are plain fields, and by the
+/// engine where fragments or a repeated response key ask for its merging: the
+/// answer must be the same, byte for byte, field order included.
+#[tokio::test]
+async fn a_page_answers_the_same_whether_its_objects_are_resolved_by_the_server_or_the_engine() {
+    let app = spawn_app().await;
+    let cast = Cast::home(&app).await;
+    for description in ["先报的工单", "后报的工单"] {
+        let order = cast.report(&cast.owner, &unit(&app, "1-101"), description).await;
+        cast.advance(&order, &cast.owner, "ASSIGNED").await;
+    }
+    cast.report(&cast.owner, &unit(&app, "1-101"), "还没派工的工单").await;
+    let plain = "{ repairOrders(first: 5) { edges { node { __typename id state again: state \
+                 unit { __typename number building { name } } building { id name } assignee { name phone } } } } }";
+    let fragments = "{ repairOrders(first: 5) { edges { node { ...order } } } } \
+                     fragment order on RepairOrder { __typename id state again: state unit { ...unit } \
+                     building { ... on Building { id name } } assignee { name phone } } \
+                     fragment unit on Unit { __typename number building { name } }";
+    let merged = "{ repairOrders(first: 5) { edges { node { __typename id state again: state \
+                  unit { __typename number } unit { building { name } } building { id } building { name } \
+                  assignee { name phone } } } } }";
+    let (app, owner) = (&app, &cast.owner);
+    let answer = |document: &'static str| async move {
+        let response = app
+            .http
+            .post(app.url("/graphql"))
+            .bearer_auth(&owner.token)
+            .json(&json!({ "query": document }))
+            .send()
+            .await
+            .expect("response");
+        response.text().await.expect("body")
+    };
+    let by_server = answer(plain).await;
+    let listed: Value = serde_json::from_str(&by_server).expect("JSON");
+    let edges = listed["data"]["repairOrders"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 3, "{by_server}");
+    assert!(edges.iter().any(|edge| edge["node"]["assignee"].is_null()), "{by_server}");
+    assert_eq!(edges[0]["node"]["unit"]["number"], "1-101", "{by_server}");
+    assert_eq!(edges[0]["node"]["again"], edges[0]["node"]["state"], "{by_server}");
+    assert_eq!(answer(fragments).await, by_server, "through fragments");
+    assert_eq!(answer(merged).await, by_server, "with repeated fields merged");
+}
+
 /// A list reads only the columns its selection shows; each field must still
 /// show what it shows when the whole order is read.
 #[tokio::test]

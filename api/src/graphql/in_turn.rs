@@ -14,6 +14,7 @@ use std::{borrow::Cow, collections::HashMap};
 
 use async_graphql::{
     ContainerType, ContextSelectionSet, Name, OutputType, Positioned, ServerResult, Value,
+    indexmap::IndexMap,
     parser::types::{Field, FragmentDefinition, Selection, SelectionSet},
     registry::Registry,
     resolver_utils::{resolve_container, resolve_container_serial},
@@ -82,6 +83,57 @@ impl<T: OutputType + ContainerType + Waits> OutputType for InTurn<T> {
             waiting += usize::from(self.0.may_wait(ctx, selected, field));
             waiting > 1
         });
-        if two_wait { resolve_container(ctx, &self.0).await } else { resolve_container_serial(ctx, &self.0).await }
+        if two_wait {
+            resolve_container(ctx, &self.0).await
+        } else if let Some(fields) = plain_fields(ctx) {
+            Ok(resolve_plain_fields(ctx, &self.0, fields).await)
+        } else {
+            resolve_container_serial(ctx, &self.0).await
+        }
     }
+}
+
+/// The fields of a selection set made of fields alone, each with no
+/// directive and a response key of its own; `None` for any other.
+fn plain_fields<'a>(ctx: &ContextSelectionSet<'a>) -> Option<Vec<&'a Positioned<Field>>> {
+    let mut fields: Vec<&'a Positioned<Field>> = Vec::with_capacity(ctx.item.node.items.len());
+    for item in &ctx.item.node.items {
+        let Selection::Field(field) = &item.node else { return None };
+        let key = field.node.response_key();
+        if !field.node.directives.is_empty() || fields.iter().any(|seen| seen.node.response_key().node == key.node) {
+            return None;
+        }
+        fields.push(field);
+    }
+    Some(fields)
+}
+
+/// Resolves `fields` one after another, as the engine's serial resolution
+/// does for a schema with no extensions (this one has none) and fields with
+/// no directives: each field's value under its response key, in order, and a
+/// field that fails left out, its error added to the response's. The engine
+/// would box each field's future and grow the object's map as fields arrive;
+/// a page's objects are resolved here, so it does neither.
+async fn resolve_plain_fields<T: ContainerType + OutputType>(
+    ctx: &ContextSelectionSet<'_>,
+    root: &T,
+    fields: Vec<&Positioned<Field>>,
+) -> Value {
+    let mut object = IndexMap::with_capacity(fields.len());
+    for field in fields {
+        let ctx_field = ctx.with_field(field);
+        let key = field.node.response_key().node.clone();
+        let value = if field.node.name.node == "__typename" {
+            Ok(Some(Value::String(root.introspection_type_name().into_owned())))
+        } else {
+            root.resolve_field(&ctx_field).await
+        };
+        match value {
+            Ok(value) => {
+                object.insert(key, value.unwrap_or_default());
+            }
+            Err(error) => ctx.add_error(error),
+        }
+    }
+    if object.is_empty() { Value::Null } else { Value::Object(object) }
 }

@@ -40,6 +40,8 @@ pub struct AppSchema {
     pub validated: Engine,
 }
 
+/// No engine extensions: `InTurn` resolves a page's objects as the engine
+/// does for a schema without them (see `graphql::in_turn`).
 fn builder(settings: &Settings) -> SchemaBuilder<Query, Mutation, Subscription> {
     let mut builder = Schema::build(Query::default(), Mutation::default(), Subscription::default())
         .limit_depth(settings.max_query_depth)
