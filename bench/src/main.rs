@@ -185,6 +185,20 @@ async fn repeat(cli: &Cli, clients: usize, make: load::MakeRequest) -> Stats {
     load::median(runs)
 }
 
+/// `cli.runs` runs of `baseline` and of `scenario` taken in turn, so that a
+/// change in the host's speed during an invocation falls on both: each
+/// one's median, and the scenario's rate over the baseline's, run by run.
+async fn in_turn(cli: &Cli, baseline: load::MakeRequest, scenario: load::MakeRequest) -> (Stats, Stats, Vec<f64>) {
+    let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
+    let (mut baselines, mut scenarios) = (Vec::with_capacity(cli.runs), Vec::with_capacity(cli.runs));
+    for _ in 0..cli.runs {
+        baselines.push(load::run(cli.clients, warmup, seconds, baseline.clone()).await);
+        scenarios.push(load::run(cli.clients, warmup, seconds, scenario.clone()).await);
+    }
+    let paired = baselines.iter().zip(&scenarios).map(|(baseline, run)| run.per_second / baseline.per_second).collect();
+    (load::median(baselines), load::median(scenarios), paired)
+}
+
 fn report(name: &str, api: &Stats, baseline_name: &str, baseline: &Stats, target: f64) {
     println!("  {baseline_name:<4} {baseline}");
     println!("  {name:<4} {api}");
@@ -246,27 +260,28 @@ const RESIDENT_PAGE_FIELDS: f64 = 20.0 * 13.0;
 async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
     let server = Child::api(fixture).await;
     let seeded = fixture.seed_orders(&server, 120).await;
-    let (b1, b1_engine) = {
-        let baselines = Child::baselines(fixture).await;
-        let url = format!("{}?user={}", baselines.url("/b1"), seeded.owner_id);
-        let b1 = repeat(cli, cli.clients, Arc::new(move |http, _, _| http.get(&url))).await;
-        let b1_engine = if breakdown {
-            let url = format!("{}?user={}", baselines.url("/b1-engine"), seeded.owner_id);
-            let body = Arc::new(json!({ "query": RESIDENT_PAGE, "variables": { "first": 20 } }));
-            let answer =
-                reqwest::Client::new().post(&url).json(body.as_ref()).send().await.expect("B1 through the engine");
-            let answer = answer.text().await.expect("its answer");
-            assert_eq!(answer.matches("\"node\"").count(), 20, "B1 through the engine answers a page of 20: {answer}");
-            Some(repeat(cli, cli.clients, Arc::new(move |http, _, _| http.post(&url).json(body.as_ref()))).await)
-        } else {
-            None
-        };
-        (b1, b1_engine)
-    };
+    let baselines = Child::baselines(fixture).await;
+    let b1_url = format!("{}?user={}", baselines.url("/b1"), seeded.owner_id);
     let servers = [server];
     let token = Some(seeded.owner_token.as_str());
     let first = json!({ "first": 20 });
-    let s2 = repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE, first.clone())).await;
+    let (b1, s2, paired) = in_turn(
+        cli,
+        Arc::new(move |http, _, _| http.get(&b1_url)),
+        graphql(&servers, token, RESIDENT_PAGE, first.clone()),
+    )
+    .await;
+    let b1_engine = if breakdown {
+        let url = format!("{}?user={}", baselines.url("/b1-engine"), seeded.owner_id);
+        let body = Arc::new(json!({ "query": RESIDENT_PAGE, "variables": { "first": 20 } }));
+        let answer = reqwest::Client::new().post(&url).json(body.as_ref()).send().await.expect("B1 through the engine");
+        let answer = answer.text().await.expect("its answer");
+        assert_eq!(answer.matches("\"node\"").count(), 20, "B1 through the engine answers a page of 20: {answer}");
+        Some(repeat(cli, cli.clients, Arc::new(move |http, _, _| http.post(&url).json(body.as_ref()))).await)
+    } else {
+        None
+    };
+    drop(baselines);
     let parts = if breakdown {
         let aliased =
             repeat(cli, cli.clients, graphql(&servers, token, RESIDENT_PAGE_WITH_ALIASES, first.clone())).await;
@@ -280,6 +295,8 @@ async fn s2(cli: &Cli, fixture: &Fixture, breakdown: bool) {
     drop(servers);
     println!("S2 a resident's repairOrders(first: 20) with unit, building, assignee; {} clients", cli.clients);
     report("S2", &s2, "B1", &b1, 0.70);
+    let paired: Vec<String> = paired.iter().map(|ratio| format!("{:.0} %", ratio * 100.0)).collect();
+    println!("  S2 / B1 run by run, each S2 run right after its B1 run: {}", paired.join(", "));
     println!("  p99 ratio {:.2} (target ≤ 2)", s2.p99.as_secs_f64() / b1.p99.as_secs_f64());
     let statements = fixture.statements_per_page(&seeded, RESIDENT_PAGE, &[20, 100]).await;
     println!("  SQL statements per request: first: 20 → {}, first: 100 → {}", statements[0], statements[1]);
