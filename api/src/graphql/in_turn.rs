@@ -85,42 +85,40 @@ impl<T: OutputType + ContainerType + Waits> OutputType for InTurn<T> {
         });
         if two_wait {
             resolve_container(ctx, &self.0).await
-        } else if let Some(fields) = plain_fields(ctx) {
-            Ok(resolve_plain_fields(ctx, &self.0, fields).await)
+        } else if plain_fields(&ctx.item.node.items) {
+            Ok(resolve_plain_fields(ctx, &self.0).await)
         } else {
             resolve_container_serial(ctx, &self.0).await
         }
     }
 }
 
-/// The fields of a selection set made of fields alone, each with no
-/// directive and a response key of its own; `None` for any other.
-fn plain_fields<'a>(ctx: &ContextSelectionSet<'a>) -> Option<Vec<&'a Positioned<Field>>> {
-    let mut fields: Vec<&'a Positioned<Field>> = Vec::with_capacity(ctx.item.node.items.len());
-    for item in &ctx.item.node.items {
-        let Selection::Field(field) = &item.node else { return None };
-        let key = field.node.response_key();
-        if !field.node.directives.is_empty() || fields.iter().any(|seen| seen.node.response_key().node == key.node) {
-            return None;
+/// Whether a selection set is made of fields alone, each with no directive
+/// and a response key of its own.
+fn plain_fields(items: &[Positioned<Selection>]) -> bool {
+    items.iter().enumerate().all(|(at, item)| match &item.node {
+        Selection::Field(field) => {
+            let key = &field.node.response_key().node;
+            field.node.directives.is_empty()
+                && !items[..at]
+                    .iter()
+                    .any(|seen| matches!(&seen.node, Selection::Field(seen) if seen.node.response_key().node == *key))
         }
-        fields.push(field);
-    }
-    Some(fields)
+        _ => false,
+    })
 }
 
-/// Resolves `fields` one after another, as the engine's serial resolution
-/// does for a schema with no extensions (this one has none) and fields with
-/// no directives: each field's value under its response key, in order, and a
+/// Resolves the fields of a plain selection set (see `plain_fields`) one
+/// after another, as the engine's serial resolution does for a schema with no
+/// extensions (this one has none) and fields with no directives: each field's value under its response key, in order, and a
 /// field that fails left out, its error added to the response's. The engine
 /// would box each field's future and grow the object's map as fields arrive;
 /// a page's objects are resolved here, so it does neither.
-async fn resolve_plain_fields<T: ContainerType + OutputType>(
-    ctx: &ContextSelectionSet<'_>,
-    root: &T,
-    fields: Vec<&Positioned<Field>>,
-) -> Value {
-    let mut object = IndexMap::with_capacity(fields.len());
-    for field in fields {
+async fn resolve_plain_fields<T: ContainerType + OutputType>(ctx: &ContextSelectionSet<'_>, root: &T) -> Value {
+    let items = &ctx.item.node.items;
+    let mut object = IndexMap::with_capacity(items.len());
+    for item in items {
+        let Selection::Field(field) = &item.node else { continue };
         let ctx_field = ctx.with_field(field);
         let key = field.node.response_key().node.clone();
         let value = if field.node.name.node == "__typename" {
