@@ -446,9 +446,9 @@ impl KeysHeld {
 }
 
 /// The ids of the units, buildings and assignees kept from a statement's
-/// rows so far. Orders on a page share them (a resident's all stand in one
-/// unit), and a row the statement read once holds the same values wherever
-/// it is joined again: it is read and kept once.
+/// rows so far. Orders on a page share them (a resident's orders all stand in
+/// one unit), and a row the statement read once holds the same values
+/// wherever it is joined again: it is read and kept once.
 #[derive(Default)]
 struct KeptFromStatement {
     units: HashSet<i64, foldhash::fast::RandomState>,
