@@ -77,18 +77,28 @@ impl Read {
     }
 }
 
-/// `unread` with the plan's columns read from the row's columns
-/// `first..first + columns`, in that order: a model of which only some
-/// columns were selected.
+/// `unread` with the plan's columns read from the row's columns `first..`,
+/// in that order: a model of which only some columns were selected. With
+/// `held_key`, the statement did not select the row's key because the row it
+/// is joined to holds it (a foreign key): the key is set to it, and the
+/// other columns are read in order.
 pub fn model_with<E: EntityTrait>(
     row: &QueryResult,
     first: usize,
     plan: &ReadPlan<E>,
     unread: E::Model,
+    held_key: Option<i64>,
 ) -> Result<E::Model, DbErr> {
     let mut model = unread;
-    for (offset, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
-        let (value, _) = value_at(row, first + offset, read_of(column, read)?)?;
+    let mut at = first;
+    for (index, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
+        let value = match held_key.filter(|_| Some(index) == plan.key) {
+            Some(key) => key.into(),
+            None => {
+                at += 1;
+                value_at(row, at - 1, read_of(column, read)?)?.0
+            }
+        };
         model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
     }
     Ok(model)
@@ -100,30 +110,6 @@ pub fn model_with<E: EntityTrait>(
 pub fn joined_key<E: EntityTrait>(row: &QueryResult, first: usize, plan: &ReadPlan<E>) -> Result<Option<i64>, DbErr> {
     let key = plan.key.ok_or_else(|| DbErr::Type("a joined row is read with its key".into()))?;
     get(row, first + key)
-}
-
-/// Like [`model_with`], for a row whose key the statement did not select
-/// because the row it is joined to holds it (a foreign key): the plan's other
-/// columns from the row's columns `first..`, in order, and `key`.
-pub fn model_keyed<E: EntityTrait>(
-    row: &QueryResult,
-    first: usize,
-    plan: &ReadPlan<E>,
-    unread: E::Model,
-    key: i64,
-) -> Result<E::Model, DbErr> {
-    let mut model = unread;
-    let mut at = first;
-    for (index, (&column, &read)) in plan.columns.iter().zip(&plan.reads).enumerate() {
-        let value = if Some(index) == plan.key {
-            key.into()
-        } else {
-            at += 1;
-            value_at(row, at - 1, read_of(column, read)?)?.0
-        };
-        model.try_set(column, value).map_err(|err| DbErr::Type(format!("{}: {err}", column.as_str())))?;
-    }
-    Ok(model)
 }
 
 fn read_of<C: ColumnTrait>(column: C, read: Option<Read>) -> Result<Read, DbErr> {

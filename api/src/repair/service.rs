@@ -288,7 +288,7 @@ async fn read_rows(
     let mut kept = KeptFromStatement::default();
     let mut orders = Vec::with_capacity(rows.len());
     for row in &rows {
-        let order = rows::model_with(row, 0, &plan, unread_order())?;
+        let order = rows::model_with(row, 0, &plan, unread_order(), None)?;
         if let Some((shown, rows_read)) = join_related {
             shown.keep_from(row, columns.len(), (&order, keys_held), (&mut kept, rows_read))?;
         }
@@ -451,10 +451,14 @@ impl KeysHeld {
 /// wherever it is joined again: it is read and kept once.
 #[derive(Default)]
 struct KeptFromStatement {
-    units: HashSet<i64, foldhash::fast::RandomState>,
-    buildings: HashSet<i64, foldhash::fast::RandomState>,
-    assignees: HashSet<i64, foldhash::fast::RandomState>,
+    units: KeptIds,
+    buildings: KeptIds,
+    assignees: KeptIds,
 }
+
+/// Ids the server read itself: no client chooses them, so they need no
+/// defence against chosen collisions.
+type KeptIds = HashSet<i64, foldhash::fast::RandomState>;
 
 /// Keeps the row of `E` joined at the row's columns `*at..`, if one was
 /// joined and its id is not among `kept` yet, and moves `at` past its
@@ -467,7 +471,7 @@ fn keep_joined<E>(
     plan: &ReadPlan<E>,
     unread: E::Model,
     held_key: Option<Option<i64>>,
-    (kept, rows_read): (&mut HashSet<i64, foldhash::fast::RandomState>, &RowsRead),
+    (kept, rows_read): (&mut KeptIds, &RowsRead),
 ) -> Result<(), DbErr>
 where
     E: EntityTrait,
@@ -488,10 +492,7 @@ where
     let Some(key) = key.filter(|&key| kept.insert(key)) else {
         return Ok(());
     };
-    let model = match held_key {
-        Some(_) => rows::model_keyed(row, first, plan, unread, key)?,
-        None => rows::model_with(row, first, plan, unread)?,
-    };
+    let model = rows::model_with(row, first, plan, unread, held_key.is_some().then_some(key))?;
     rows_read.keep::<E>(key, model, plan.names());
     Ok(())
 }
