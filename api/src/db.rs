@@ -4,7 +4,12 @@ use std::{sync::Arc, time::Duration};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
-    SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, sqlx,
+    SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions, TransactionTrait,
+    sea_query::{
+        Alias, Asterisk, CommonTableExpression, DynIden, Expr, InsertStatement, IntoIden, IntoTableRef, Query,
+        WithClause,
+    },
+    sqlx,
 };
 use tokio::sync::{Mutex, OwnedMutexGuard, oneshot};
 
@@ -64,6 +69,17 @@ impl WriteQueue {
                 txn.abandon().await;
                 Err(err)
             }
+        }
+    }
+
+    /// Where one statement that writes may run by itself, committed as it
+    /// ends: PostgreSQL's pool. A statement is atomic on its own, so it needs
+    /// no BEGIN and COMMIT, two round trips fewer. SQLite's writers take their
+    /// turns instead.
+    pub fn alone(&self) -> Option<&DatabaseConnection> {
+        match self {
+            WriteQueue::RowLocks(db) => Some(db),
+            WriteQueue::Sqlite(_) => None,
         }
     }
 
@@ -255,6 +271,53 @@ impl Turn {
     }
 }
 
+/// One PostgreSQL statement that writes a row and the rows that go with it,
+/// as data-modifying `WITH` clauses: `WITH written AS (INSERT … RETURNING *),
+/// … SELECT * FROM written`. The rows that go with it are inserted from
+/// [`written`], so they can carry the new row's id.
+pub struct WrittenWith {
+    clauses: WithClause,
+    inserts: usize,
+}
+
+const WRITTEN: &str = "written";
+
+/// A column of the row being written, for the rows that go with it.
+pub fn written(column: impl IntoIden) -> Expr {
+    Expr::col((Alias::new(WRITTEN), column))
+}
+
+impl WrittenWith {
+    /// `written` must return the row's columns (`RETURNING *`).
+    pub fn new(written: InsertStatement) -> Self {
+        let mut clauses = WithClause::new();
+        clauses.cte(CommonTableExpression::new().query(written).table_name(Alias::new(WRITTEN)).to_owned());
+        Self { clauses, inserts: 0 }
+    }
+
+    /// Adds `INSERT INTO table (columns) SELECT values FROM written`.
+    pub fn insert<C: IntoIden>(mut self, table: impl IntoTableRef, row: impl IntoIterator<Item = (C, Expr)>) -> Self {
+        let (columns, values): (Vec<DynIden>, Vec<Expr>) =
+            row.into_iter().map(|(column, value)| (column.into_iden(), value)).unzip();
+        let insert = Query::insert()
+            .into_table(table)
+            .columns(columns)
+            .select_from(Query::select().exprs(values).from(Alias::new(WRITTEN)).to_owned())
+            .expect("as many values as columns: they were unzipped from one list")
+            .to_owned();
+        self.inserts += 1;
+        let name = Alias::new(format!("with_{}", self.inserts));
+        self.clauses.cte(CommonTableExpression::new().query(insert).table_name(name).to_owned());
+        self
+    }
+
+    /// The statement, answering with the written row.
+    pub fn statement(self) -> Statement {
+        let answer = Query::select().column(Asterisk).from(Alias::new(WRITTEN)).to_owned();
+        StatementBuilder::build(&self.clauses.query(answer), &DbBackend::Postgres)
+    }
+}
+
 /// CONFLICT when the caller acted on a version of `what` other than the
 /// current one, i.e. someone changed it meanwhile.
 pub fn require_version(what: &str, current: i32, expected: Option<i32>) -> ApiResult<()> {
@@ -378,6 +441,23 @@ mod tests {
     /// Lets the spawned writers reach the queue, or their next step.
     async fn settle() {
         tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+
+    #[test]
+    fn a_row_and_the_rows_that_go_with_it_are_one_statement_answering_with_the_row() {
+        let parent = Query::insert()
+            .into_table(Alias::new("parent"))
+            .columns([Alias::new("name")])
+            .values_panic([Expr::val("a")])
+            .returning_all()
+            .to_owned();
+        let child = [(Alias::new("parent_id"), written(Alias::new("id"))), (Alias::new("note"), Expr::val("b"))];
+        let statement = WrittenWith::new(parent).insert(Alias::new("child"), child).statement();
+        assert_eq!(
+            statement.sql,
+            r#"WITH "written" AS (INSERT INTO "parent" ("name") VALUES ($1) RETURNING *) , "with_1" AS (INSERT INTO "child" ("parent_id", "note") SELECT "written"."id", $2 FROM "written") SELECT * FROM "written""#
+        );
+        assert_eq!(statement.values.map(|values| values.0), Some(vec!["a".into(), "b".into()]));
     }
 
     #[tokio::test]

@@ -10,13 +10,15 @@ use async_graphql::Context;
 use chrono::{Duration, Utc};
 use entity::idempotency_key;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, sea_query::Expr,
 };
 use sha2::{Digest, Sha256};
 
 use crate::{
     AppContext,
     auth::Caller,
+    db::WrittenWith,
     error::{ApiError, ApiResult, is_unique_violation},
 };
 
@@ -91,7 +93,7 @@ impl Claim {
     /// Records the key with what the mutation created, in its transaction.
     pub async fn record(&self, txn: &impl ConnectionTrait, created_ids: &[i64]) -> ApiResult<()> {
         let created_ids = serde_json::to_string(created_ids).map_err(|err| ApiError::Internal(err.to_string()))?;
-        let inserted = idempotency_key::ActiveModel {
+        idempotency_key::ActiveModel {
             caller: Set(self.caller.clone()),
             operation: Set(self.operation.clone()),
             key: Set(self.key.clone()),
@@ -101,14 +103,37 @@ impl Claim {
             ..Default::default()
         }
         .insert(txn)
-        .await;
-        match inserted {
-            Ok(_) => Ok(()),
-            Err(err) if is_unique_violation(&err) => {
-                Err(ApiError::conflict("a request with this idempotency key is in progress"))
-            }
-            Err(err) => Err(err.into()),
-        }
+        .await
+        .map_err(taken)?;
+        Ok(())
+    }
+
+    /// Records the key with the row `statement` writes, in that statement
+    /// (PostgreSQL); its error goes through [`taken`].
+    pub fn recorded_with(&self, statement: WrittenWith, created_id: Expr) -> WrittenWith {
+        use idempotency_key::Column;
+        statement.insert(
+            idempotency_key::Entity,
+            [
+                (Column::Caller, Expr::val(&self.caller)),
+                (Column::Operation, Expr::val(&self.operation)),
+                (Column::Key, Expr::val(&self.key)),
+                (Column::RequestHash, Expr::val(&self.request_hash)),
+                // The JSON array `record` writes, of the one id.
+                (Column::CreatedIds, Expr::cust_with_expr("json_build_array($1)::text", created_id)),
+                (Column::CreatedAt, Expr::val(Utc::now())),
+            ],
+        )
+    }
+}
+
+/// The error of a statement that recorded a key and meets no other unique
+/// index: CONFLICT when a twin request recorded the key first.
+pub fn taken(err: DbErr) -> ApiError {
+    if is_unique_violation(&err) {
+        ApiError::conflict("a request with this idempotency key is in progress")
+    } else {
+        err.into()
     }
 }
 

@@ -9,7 +9,7 @@ use entity::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityName,
-    sea_query::{Query, SelectStatement, SimpleExpr, UnionType},
+    sea_query::{Expr, Query, SelectStatement, SimpleExpr, UnionType},
 };
 
 use crate::property::scope;
@@ -51,13 +51,27 @@ pub async fn people(
     groups: impl IntoIterator<Item = SelectStatement>,
     also: impl IntoIterator<Item = i64>,
 ) -> Result<Vec<i64>, DbErr> {
-    let mut groups = groups.into_iter();
     let mut users: Vec<i64> = also.into_iter().collect();
-    if let Some(mut union) = groups.next() {
-        union.unions(groups.map(|group| (UnionType::Distinct, group)));
+    if let Some(union) = union_of(groups) {
         for row in db.query_all(&union).await? {
             users.push(row.try_get_by_index(0)?);
         }
     }
     Ok(users)
+}
+
+/// Everyone in `groups` as a PostgreSQL array, read by the statement it is
+/// part of.
+pub fn array_of(groups: impl IntoIterator<Item = SelectStatement>) -> Expr {
+    match union_of(groups) {
+        Some(union) => Expr::cust_with_expr("ARRAY($1)", Expr::SubQuery(None, Box::new(union.into()))),
+        None => Expr::val(Vec::<i64>::new()),
+    }
+}
+
+fn union_of(groups: impl IntoIterator<Item = SelectStatement>) -> Option<SelectStatement> {
+    let mut groups = groups.into_iter();
+    let mut union = groups.next()?;
+    union.unions(groups.map(|group| (UnionType::Distinct, group)));
+    Some(union)
 }

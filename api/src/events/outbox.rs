@@ -5,8 +5,10 @@ use entity::{event, event_recipient, event_stream};
 use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Alias, Expr, ExprTrait},
 };
+
+use crate::db::WrittenWith;
 
 /// The single row of `event_stream`.
 const STREAM_ID: i64 = 1;
@@ -70,6 +72,28 @@ async fn append_drafts(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now: D
         recipient_ids.into(),
     ];
     txn.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, SQL, values)).await.map(drop)
+}
+
+/// Adds the draft of an event about the row `statement` writes, numbered as
+/// [`append_drafts`]' are (PostgreSQL).
+pub fn draft_with(
+    statement: WrittenWith,
+    kind: &'static str,
+    entity_type: &'static str,
+    community_id: Expr,
+    entity_id: Expr,
+    recipients: Expr,
+    now: DateTime<Utc>,
+) -> WrittenWith {
+    let row = [
+        ("community_id", community_id),
+        ("kind", Expr::val(kind)),
+        ("entity_type", Expr::val(entity_type)),
+        ("entity_id", entity_id),
+        ("created_at", Expr::val(now)),
+        ("recipients", recipients),
+    ];
+    statement.insert(Alias::new("event_draft"), row.map(|(column, value)| (Alias::new(column), value)))
 }
 
 /// Elsewhere (SQLite) writers take turns on one connection in the process,

@@ -16,8 +16,8 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Iterable, JoinType,
-    PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, Iterable,
+    JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select, Statement,
     sea_query::{Alias, Expr, ExprTrait, LikeExpr, SelectStatement},
 };
 
@@ -29,6 +29,7 @@ use super::{
 use crate::{
     AppContext,
     auth::{Action, Principal, permissions},
+    db::{WrittenWith, written},
     error::{ApiError, ApiResult},
     events::{self, NewEvent, audience},
     graphql::{
@@ -36,7 +37,7 @@ use crate::{
         loader::RowsRead,
         pagination::{self, Count, Page, PageRequest},
     },
-    idempotency::Claim,
+    idempotency::{self, Claim},
     property::{scope, service as property},
     rows::{self, ReadPlan},
     statements::{Columns, Parameter, Parameters, Templates},
@@ -536,23 +537,19 @@ fn join_columns<R: EntityTrait>(
 /// butlers of its building, its technician, and the community's supervisors
 /// and managers.
 async fn recipients(db: &impl ConnectionTrait, order: &repair_order::Model) -> ApiResult<Vec<i64>> {
-    recipients_at(db, order.community_id, order.building_id, order.unit_id, order.assignee_id).await
+    let groups = groups_at(order.community_id, order.building_id, order.unit_id);
+    Ok(audience::people(db, groups, order.assignee_id).await?)
 }
 
-async fn recipients_at(
-    db: &impl ConnectionTrait,
-    community_id: i64,
-    building_id: i64,
-    unit_id: Option<i64>,
-    assignee_id: Option<i64>,
-) -> ApiResult<Vec<i64>> {
+/// The groups of people at an order's place (all but its technician).
+fn groups_at(community_id: i64, building_id: i64, unit_id: Option<i64>) -> Vec<SelectStatement> {
     let office = [StaffPosition::Supervisor, StaffPosition::Manager];
     let mut groups = vec![
         audience::butlers_of(butler_assignment::Column::BuildingId.eq(building_id)),
         audience::employees_of(community_id, Role::Staff, &office),
     ];
     groups.extend(unit_id.map(audience::residents_of));
-    Ok(audience::people(db, groups, assignee_id).await?)
+    groups
 }
 
 /// What a change writes besides the order's own columns.
@@ -561,6 +558,94 @@ struct Change {
     event: &'static str,
     actor: Option<i64>,
     note: Option<String>,
+}
+
+/// A submitted order with the rows written with it: its photos, its first
+/// timeline entry, its event and the caller's idempotency key.
+struct NewOrder<'a> {
+    order: repair_order::ActiveModel,
+    photos: &'a [photos::StoredPhoto],
+    change: Change,
+    claim: Option<&'a Claim>,
+    now: DateTime<Utc>,
+}
+
+impl NewOrder<'_> {
+    /// One statement after another, in the writer's transaction (SQLite).
+    async fn insert_in_steps(self, txn: &impl ConnectionTrait, recipients: Vec<i64>) -> ApiResult<repair_order::Model> {
+        let order = self.order.insert(txn).await?;
+        if !self.photos.is_empty() {
+            repair_photo::Entity::insert_many(self.photos.iter().map(|photo| repair_photo::ActiveModel {
+                order_id: Set(order.id),
+                content_type: Set(photo.content_type.to_owned()),
+                byte_size: Set(photo.byte_size),
+                storage_name: Set(photo.storage_name.clone()),
+                created_at: Set(self.now),
+                ..Default::default()
+            }))
+            .exec(txn)
+            .await?;
+        }
+        if let Some(claim) = self.claim {
+            claim.record(txn, &[order.id]).await?;
+        }
+        record(txn, &order, None, Some(RepairState::Submitted), self.change, recipients, self.now).await?;
+        Ok(order)
+    }
+
+    /// The same rows in one statement, which commits on its own (PostgreSQL):
+    /// one round trip where the steps take five, and the event's recipients
+    /// (`groups`) are read by the statement itself.
+    async fn insert_in_one_statement(
+        self,
+        db: &DatabaseConnection,
+        groups: Vec<SelectStatement>,
+    ) -> ApiResult<repair_order::Model> {
+        use repair_order::Column as Order;
+        let mut order = repair_order::Entity::insert(self.order);
+        let mut statement = WrittenWith::new(order.query().returning_all().to_owned());
+        for photo in self.photos {
+            use repair_photo::Column;
+            statement = statement.insert(
+                repair_photo::Entity,
+                [
+                    (Column::OrderId, written(Order::Id)),
+                    (Column::ContentType, Expr::val(photo.content_type)),
+                    (Column::ByteSize, Expr::val(photo.byte_size)),
+                    (Column::StorageName, Expr::val(&photo.storage_name)),
+                    (Column::CreatedAt, Expr::val(self.now)),
+                ],
+            );
+        }
+        if let Some(claim) = self.claim {
+            statement = claim.recorded_with(statement, written(Order::Id));
+        }
+        let statement = {
+            use repair_order_change::Column;
+            let Change { action, event, actor, note } = self.change;
+            let timeline = statement.insert(
+                repair_order_change::Entity,
+                [
+                    (Column::OrderId, written(Order::Id)),
+                    (Column::ActorId, Expr::val(actor)),
+                    (Column::Action, Expr::val(action)),
+                    (Column::FromState, Expr::val(Option::<RepairState>::None)),
+                    (Column::ToState, Expr::val(RepairState::Submitted)),
+                    (Column::Note, Expr::val(note)),
+                    (Column::CreatedAt, Expr::val(self.now)),
+                ],
+            );
+            let (community, id) = (written(Order::CommunityId), written(Order::Id));
+            let recipients = audience::array_of(groups);
+            events::draft_with(timeline, event, ENTITY_TYPE, community, id, recipients, self.now)
+        };
+        let written = repair_order::Model::find_by_statement(statement.statement()).one(db).await;
+        let written = match self.claim {
+            Some(_) => written.map_err(idempotency::taken)?,
+            None => written?,
+        };
+        written.ok_or_else(|| ApiError::Internal("the new repair order was not returned".into()))
+    }
 }
 
 /// Applies `update` to `order` if it is still at the version that was read
@@ -763,64 +848,42 @@ pub async fn submit(
             .map(|within| now + within)
             .map_err(|_| ApiError::Internal("repair SLA out of range".into()))
     };
-    // Read before taking the writer connection, SQLite's one lane: a new
-    // order concerns its place's people, and nobody is assigned yet.
-    let recipients =
-        recipients_at(&app.db, placement.community_id, placement.building_id, placement.unit_id, None).await?;
+    let order = repair_order::ActiveModel {
+        community_id: Set(placement.community_id),
+        building_id: Set(placement.building_id),
+        unit_id: Set(placement.unit_id),
+        resident_id: Set(placement.resident.as_ref().map(|r| r.id)),
+        created_by: Set(principal.user_id),
+        channel: Set(placement.channel),
+        category: Set(submission.category),
+        description: Set(description),
+        priority: Set(submission.priority),
+        state: Set(RepairState::Submitted),
+        preferred_visit_at: Set(submission.preferred_visit_at),
+        contact_phone: Set(contact_phone),
+        response_due_at: Set(due(response_within)?),
+        completion_due_at: Set(due(completion_within)?),
+        response_overdue: Set(false),
+        completion_overdue: Set(false),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    let change =
+        Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
-
-    let result = app
-        .writers
-        .write(async |txn| {
-            let order = repair_order::ActiveModel {
-                community_id: Set(placement.community_id),
-                building_id: Set(placement.building_id),
-                unit_id: Set(placement.unit_id),
-                resident_id: Set(placement.resident.as_ref().map(|r| r.id)),
-                created_by: Set(principal.user_id),
-                channel: Set(placement.channel),
-                category: Set(submission.category),
-                description: Set(description),
-                priority: Set(submission.priority),
-                state: Set(RepairState::Submitted),
-                preferred_visit_at: Set(submission.preferred_visit_at),
-                contact_phone: Set(contact_phone),
-                response_due_at: Set(due(response_within)?),
-                completion_due_at: Set(due(completion_within)?),
-                response_overdue: Set(false),
-                completion_overdue: Set(false),
-                version: Set(1),
-                created_at: Set(now),
-                updated_at: Set(now),
-                ..Default::default()
-            }
-            .insert(txn)
-            .await?;
-            if !stored.is_empty() {
-                repair_photo::Entity::insert_many(stored.iter().map(|photo| repair_photo::ActiveModel {
-                    order_id: Set(order.id),
-                    content_type: Set(photo.content_type.to_owned()),
-                    byte_size: Set(photo.byte_size),
-                    storage_name: Set(photo.storage_name.clone()),
-                    created_at: Set(now),
-                    ..Default::default()
-                }))
-                .exec(txn)
-                .await?;
-            }
-            let change = Change {
-                action: RepairAction::Submitted,
-                event: "SUBMITTED",
-                actor: Some(principal.user_id),
-                note: None,
-            };
-            if let Some(claim) = claim {
-                claim.record(txn, &[order.id]).await?;
-            }
-            record(txn, &order, None, Some(RepairState::Submitted), change, recipients, now).await?;
-            Ok(order)
-        })
-        .await;
+    let new = NewOrder { order, photos: &stored, change, claim, now };
+    // A new order concerns its place's people; nobody is assigned yet.
+    let groups = groups_at(placement.community_id, placement.building_id, placement.unit_id);
+    let result = match app.writers.alone() {
+        Some(db) => new.insert_in_one_statement(db, groups).await,
+        // Read before taking the writer connection, SQLite's one lane.
+        None => match audience::people(&app.db, groups, None).await {
+            Ok(recipients) => app.writers.write(async |txn| new.insert_in_steps(txn, recipients).await).await,
+            Err(err) => Err(err.into()),
+        },
+    };
     match result {
         Ok(order) => {
             app.events.committed();
