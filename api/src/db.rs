@@ -6,8 +6,8 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
     SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions, TransactionTrait,
     sea_query::{
-        Alias, Asterisk, CommonTableExpression, DynIden, Expr, InsertStatement, IntoIden, IntoTableRef, Query,
-        WithClause,
+        Alias, Asterisk, CommonTableExpression, DynIden, Expr, IntoIden, IntoTableRef, Query, SelectStatement,
+        SubQueryStatement, WithClause,
     },
     sqlx,
 };
@@ -272,8 +272,8 @@ impl Turn {
 }
 
 /// One PostgreSQL statement that writes a row and the rows that go with it,
-/// as data-modifying `WITH` clauses: `WITH written AS (INSERT … RETURNING *),
-/// … SELECT * FROM written`. The rows that go with it are inserted from
+/// as data-modifying `WITH` clauses: `WITH written AS (INSERT or UPDATE …
+/// RETURNING *), … SELECT * FROM written`. The rows that go with it are inserted from
 /// [`written`], so they can carry the new row's id.
 pub struct WrittenWith {
     clauses: WithClause,
@@ -287,9 +287,15 @@ pub fn written(column: impl IntoIden) -> Expr {
     Expr::col((Alias::new(WRITTEN), column))
 }
 
+/// `SELECT column FROM written`.
+pub fn select_written(column: impl IntoIden) -> SelectStatement {
+    Query::select().expr(written(column)).from(Alias::new(WRITTEN)).to_owned()
+}
+
 impl WrittenWith {
-    /// `written` must return the row's columns (`RETURNING *`).
-    pub fn new(written: InsertStatement) -> Self {
+    /// `written` must return the row's columns (`RETURNING *`). When it
+    /// writes no row, neither do the others.
+    pub fn new(written: impl Into<SubQueryStatement>) -> Self {
         let mut clauses = WithClause::new();
         clauses.cte(CommonTableExpression::new().query(written).table_name(Alias::new(WRITTEN)).to_owned());
         Self { clauses, inserts: 0 }

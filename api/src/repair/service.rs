@@ -29,7 +29,7 @@ use super::{
 use crate::{
     AppContext,
     auth::{Action, Principal, permissions},
-    db::{WrittenWith, written},
+    db::{WrittenWith, select_written, written},
     error::{ApiError, ApiResult},
     events::{self, NewEvent, audience},
     graphql::{
@@ -620,26 +620,9 @@ impl NewOrder<'_> {
         if let Some(claim) = self.claim {
             statement = claim.recorded_with(statement, written(Order::Id));
         }
-        let statement = {
-            use repair_order_change::Column;
-            let Change { action, event, actor, note } = self.change;
-            let timeline = statement.insert(
-                repair_order_change::Entity,
-                [
-                    (Column::OrderId, written(Order::Id)),
-                    (Column::ActorId, Expr::val(actor)),
-                    (Column::Action, Expr::val(action)),
-                    (Column::FromState, Expr::val(Option::<RepairState>::None)),
-                    (Column::ToState, Expr::val(RepairState::Submitted)),
-                    (Column::Note, Expr::val(note)),
-                    (Column::CreatedAt, Expr::val(self.now)),
-                ],
-            );
-            let (community, id) = (written(Order::CommunityId), written(Order::Id));
-            let recipients = audience::array_of(groups);
-            events::draft_with(timeline, event, ENTITY_TYPE, community, id, recipients, self.now)
-        };
-        let written = repair_order::Model::find_by_statement(statement.statement()).one(db).await;
+        let statement =
+            recorded_with(statement, None, Some(RepairState::Submitted), self.change, groups, self.now).statement();
+        let written = repair_order::Model::find_by_statement(statement).one(db).await;
         let written = match self.claim {
             Some(_) => written.map_err(idempotency::taken)?,
             None => written?,
@@ -666,26 +649,65 @@ async fn commit_change(
     };
     update.version = Set(order.version + 1);
     update.updated_at = Set(now);
-    let changed = app
-        .writers
-        .write(async |txn| {
-            let changed = repair_order::Entity::update_many()
-                .set(update)
-                .filter(repair_order::Column::Id.eq(order.id))
-                .filter(repair_order::Column::Version.eq(order.version))
-                .exec_with_returning(txn)
+    let from_state = to_state.map(|_| order.state);
+    let mut update = repair_order::Entity::update_many()
+        .set(update)
+        .filter(repair_order::Column::Id.eq(order.id))
+        .filter(repair_order::Column::Version.eq(order.version));
+    let changed = match app.writers.alone() {
+        Some(db) => {
+            let mut groups = groups_at(order.community_id, order.building_id, order.unit_id);
+            let mut assignee = select_written(repair_order::Column::AssigneeId);
+            groups.push(assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null()).to_owned());
+            let statement = WrittenWith::new(QueryTrait::query(&mut update).returning_all().to_owned());
+            let statement = recorded_with(statement, from_state, to_state, change, groups, now).statement();
+            repair_order::Model::find_by_statement(statement).one(db).await?
+        }
+        None => {
+            app.writers
+                .write(async |txn| {
+                    let Some(changed) = update.exec_with_returning(txn).await?.pop() else { return Ok(None) };
+                    let recipients = recipients(txn, &changed).await?;
+                    record(txn, &changed, from_state, to_state, change, recipients, now).await?;
+                    Ok(Some(changed))
+                })
                 .await?
-                .pop()
-                .ok_or_else(|| {
-                    ApiError::conflict("the repair order was changed by someone else at the same time; reload it")
-                })?;
-            let recipients = recipients(txn, &changed).await?;
-            record(txn, &changed, to_state.map(|_| order.state), to_state, change, recipients, now).await?;
-            Ok(changed)
-        })
-        .await?;
+        }
+    };
+    let changed = changed.ok_or_else(|| {
+        ApiError::conflict("the repair order was changed by someone else at the same time; reload it")
+    })?;
     app.events.committed();
     Ok(changed)
+}
+
+/// Adds a change's timeline entry and event to `statement`, which writes the
+/// order (PostgreSQL; `record` writes the same in steps). The event's
+/// recipients are the people `groups` select, read by the statement.
+fn recorded_with(
+    statement: WrittenWith,
+    from_state: Option<RepairState>,
+    to_state: Option<RepairState>,
+    change: Change,
+    groups: Vec<SelectStatement>,
+    now: DateTime<Utc>,
+) -> WrittenWith {
+    use repair_order_change::Column;
+    let Change { action, event, actor, note } = change;
+    let timeline = statement.insert(
+        repair_order_change::Entity,
+        [
+            (Column::OrderId, written(repair_order::Column::Id)),
+            (Column::ActorId, Expr::val(actor)),
+            (Column::Action, Expr::val(action)),
+            (Column::FromState, Expr::val(from_state)),
+            (Column::ToState, Expr::val(to_state)),
+            (Column::Note, Expr::val(note)),
+            (Column::CreatedAt, Expr::val(now)),
+        ],
+    );
+    let (community, id) = (written(repair_order::Column::CommunityId), written(repair_order::Column::Id));
+    events::draft_with(timeline, event, ENTITY_TYPE, community, id, audience::array_of(groups), now)
 }
 
 async fn record(
