@@ -273,8 +273,9 @@ impl Turn {
 
 /// One PostgreSQL statement that writes a row and the rows that go with it,
 /// as data-modifying `WITH` clauses: `WITH written AS (INSERT or UPDATE …
-/// RETURNING *), … SELECT * FROM written`. The rows that go with it are inserted from
-/// [`written`], so they can carry the new row's id.
+/// RETURNING *), … SELECT * FROM written`. The rows that go with it are
+/// inserted from [`written`], so they can carry the new row's id; PostgreSQL
+/// runs every such clause to completion, though the answer reads none.
 pub struct WrittenWith {
     clauses: WithClause,
     inserts: usize,

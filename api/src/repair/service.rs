@@ -650,23 +650,26 @@ async fn commit_change(
     update.version = Set(order.version + 1);
     update.updated_at = Set(now);
     let from_state = to_state.map(|_| order.state);
-    let mut update = repair_order::Entity::update_many()
+    let mut unless_changed = repair_order::Entity::update_many()
         .set(update)
         .filter(repair_order::Column::Id.eq(order.id))
         .filter(repair_order::Column::Version.eq(order.version));
     let changed = match app.writers.alone() {
         Some(db) => {
             let mut groups = groups_at(order.community_id, order.building_id, order.unit_id);
+            // And the technician the update leaves assigned.
             let mut assignee = select_written(repair_order::Column::AssigneeId);
             groups.push(assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null()).to_owned());
-            let statement = WrittenWith::new(QueryTrait::query(&mut update).returning_all().to_owned());
+            let statement = WrittenWith::new(QueryTrait::query(&mut unless_changed).returning_all().to_owned());
             let statement = recorded_with(statement, from_state, to_state, change, groups, now).statement();
             repair_order::Model::find_by_statement(statement).one(db).await?
         }
         None => {
             app.writers
                 .write(async |txn| {
-                    let Some(changed) = update.exec_with_returning(txn).await?.pop() else { return Ok(None) };
+                    let Some(changed) = unless_changed.exec_with_returning(txn).await?.pop() else {
+                        return Ok(None);
+                    };
                     let recipients = recipients(txn, &changed).await?;
                     record(txn, &changed, from_state, to_state, change, recipients, now).await?;
                     Ok(Some(changed))
