@@ -110,10 +110,11 @@ fn plain_fields(items: &[Positioned<Selection>]) -> bool {
 
 /// Resolves the fields of a plain selection set (see `plain_fields`) one
 /// after another, as the engine's serial resolution does for a schema with no
-/// extensions (this one has none) and fields with no directives: each field's value under its response key, in order, and a
-/// field that fails left out, its error added to the response's. The engine
-/// would box each field's future and grow the object's map as fields arrive;
-/// a page's objects are resolved here, so it does neither.
+/// extensions (this one has none) and fields with no directives: each
+/// field's value under its response key, in order, and a field that fails
+/// left out, its error added to the response's. The engine would box each
+/// field's future and grow the object's map as fields arrive; a page's
+/// objects are resolved here, so it does neither.
 async fn resolve_plain_fields<T: ContainerType + OutputType>(ctx: &ContextSelectionSet<'_>, root: &T) -> Value {
     let items = &ctx.item.node.items;
     let mut object = IndexMap::with_capacity(items.len());
