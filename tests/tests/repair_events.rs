@@ -8,10 +8,11 @@ use std::{collections::HashMap, time::Duration};
 
 use api::{
     demo::SeededCommunity,
-    events::{NewEvent, cursor},
+    events::{NewEvent, cursor, feed::feed},
+    repair,
 };
 use entity::{event, unit_membership};
-use futures_util::future::join_all;
+use futures_util::{StreamExt, future::join_all};
 use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 use tests::{EVENT_WAIT, QUIET, SUBSCRIPTION_ID, Subscriber, TestApp, id_of, seq, spawn_app, spawn_app_with};
@@ -314,7 +315,11 @@ async fn a_phone_that_resumes_up_to_date_reads_nothing_from_the_outbox() {
 async fn without_a_cursor_only_what_happens_from_now_on_arrives() {
     let app = spawn_app().await;
     let (tenant, supervisor) = (app.token("tenant").await, app.token("supervisor").await);
+    let from_now = now_cursor(&app).await;
+    let mut office = Phone::open(&app, &supervisor, "supervisor", Some(&from_now)).await;
     let order = submit(&app, &tenant, "1-102").await;
+    // Once the office has it, the server has handed the submission out.
+    assert_eq!(office.next_event().await.order, order);
     let mut phone = Phone::open(&app, &tenant, "tenant", None).await;
     // Nothing from before subscribing (and time for the subscription to start).
     phone.expect_quiet(QUIET).await;
@@ -322,6 +327,23 @@ async fn without_a_cursor_only_what_happens_from_now_on_arrives() {
     assign(&app, &supervisor, &order).await;
     let received = phone.exactly(1).await;
     assert_eq!(kinds_and_orders(&received), expected(&[("ASSIGNED", &order)]));
+}
+
+/// A phone may subscribe and submit at once; the server may run the
+/// submission before the subscription's stream first runs. Here the stream
+/// is held back until the order has committed and been handed out.
+#[tokio::test]
+async fn an_order_submitted_while_a_subscription_starts_reaches_it() {
+    let app = spawn_app().await;
+    let tenant = app.token("tenant").await;
+    let starting = feed(app.context.clone(), app.home.account("tenant").user_id, repair::service::ENTITY_TYPE, None);
+    let order = submit(&app, &tenant, "1-102").await;
+    app.settle_events().await;
+
+    let mut events = std::pin::pin!(starting);
+    let first = tokio::time::timeout(EVENT_WAIT, events.next()).await.expect("an event in time");
+    let first = first.expect("the feed goes on").expect("no error");
+    assert_eq!((first.kind.as_str(), id_of("ro", first.entity_id)), ("SUBMITTED", order));
 }
 
 #[tokio::test]

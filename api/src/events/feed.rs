@@ -17,7 +17,11 @@ use crate::{AppContext, error::ApiError};
 
 const REPLAY_PAGE: u64 = 200;
 
-/// Events of `entity_type` addressed to `user_id`, after `after` (or from now).
+/// Events of `entity_type` addressed to `user_id`, after `after`, or without
+/// it from this call on: every event this instance has not handed out yet. A
+/// phone that subscribes and at once submits an order thus receives its
+/// event, whichever of the two the server handles first; reading "now" from
+/// the database instead could count the order as already past.
 pub fn feed(
     app: Arc<AppContext>,
     user_id: i64,
@@ -27,21 +31,15 @@ pub fn feed(
     // Listen before reading the outbox: whatever this instance hands out
     // from here on arrives live, and the rest is in the outbox.
     let listening = app.events.subscribe(user_id);
-    let mut live = listening.events;
+    let (mut live, handed_out) = (listening.events, listening.after);
     // Queries are boxed: the stream's idle state, kept by every open
     // subscription, then holds no room for a query's state.
     stream! {
-        let mut position = match after {
-            Some(after) => after,
-            None => match Box::pin(app.events.position_now()).await {
-                Ok(high) => high,
-                Err(err) => { yield Err(err.into()); return; }
-            },
-        };
+        let mut position = after.unwrap_or(handed_out);
         // Only what this instance handed out before the feed listened needs
         // the outbox: a phone that resumes up to date, or starts without a
         // cursor, reads no event from the database.
-        if position < listening.after {
+        if position < handed_out {
             match Box::pin(replay(&app.db, user_id, entity_type, position)).await {
                 Ok(events) => for event in events { position = event.seq; yield Ok(Arc::new(event)); },
                 Err(err) => { yield Err(err.into()); return; }
