@@ -60,11 +60,16 @@ impl EventCounter {
         let received = Arc::new(AtomicU64::new(0));
         let counter = received.clone();
         tokio::spawn(async move {
+            // An event with errors is not counted, and anything but an event
+            // is shown: either is why a count would fall short.
             while let Some(Ok(message)) = ws.next().await {
-                if let Message::Text(text) = message
-                    && text.contains("\"next\"")
-                {
-                    counter.fetch_add(1, Ordering::Relaxed);
+                match message {
+                    Message::Text(text) if text.contains("\"next\"") && !text.contains("\"errors\"") => {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Message::Text(text) => eprintln!("  the counting subscriber received {text}"),
+                    Message::Close(frame) => eprintln!("  the counting subscriber was closed: {frame:?}"),
+                    _ => {}
                 }
             }
         });
