@@ -85,6 +85,12 @@ pub fn is_unique_violation(err: &DbErr) -> bool {
     matches!(err.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// CONFLICT with `message` when a unique constraint turned the write down,
+/// otherwise the error as it is.
+pub fn unique_conflict(err: DbErr, message: impl Into<String>) -> ApiError {
+    if is_unique_violation(&err) { ApiError::conflict(message) } else { err.into() }
+}
+
 /// The database could not be reached (down, restarting, pool exhausted), as
 /// opposed to a statement that failed: the request may succeed when retried.
 pub fn is_unavailable(err: &DbErr) -> bool {

@@ -19,7 +19,7 @@ use crate::{
     AppContext,
     auth::Caller,
     db::WrittenWith,
-    error::{ApiError, ApiResult, is_unique_violation},
+    error::{ApiError, ApiResult, unique_conflict},
 };
 
 /// The `Idempotency-Key` header of an HTTP request.
@@ -130,11 +130,7 @@ impl Claim {
 /// The error of a statement that recorded a key and meets no other unique
 /// index: CONFLICT when a twin request recorded the key first.
 pub fn taken(err: DbErr) -> ApiError {
-    if is_unique_violation(&err) {
-        ApiError::conflict("a request with this idempotency key is in progress")
-    } else {
-        err.into()
-    }
+    unique_conflict(err, "a request with this idempotency key is in progress")
 }
 
 /// Runs `create` unless an earlier request with the same key did; `create`

@@ -22,7 +22,7 @@ use super::types::User;
 use crate::{
     AppContext,
     auth::{Action, Principal, jwt::AccessToken, password, permissions},
-    error::{ApiError, ApiResult, is_unique_violation},
+    error::{ApiError, ApiResult, unique_conflict},
     graphql::pagination::{self, Page, PageRequest},
     property::{scope, service as property},
     validate,
@@ -55,13 +55,7 @@ pub async fn create_account(db: &impl ConnectionTrait, account: NewAccount) -> A
     }
     .insert(db)
     .await
-    .map_err(|err| {
-        if is_unique_violation(&err) {
-            ApiError::conflict("an account with this phone number already exists")
-        } else {
-            err.into()
-        }
-    })
+    .map_err(|err| unique_conflict(err, "an account with this phone number already exists"))
 }
 
 pub fn principal_of(user: &user::Model) -> Principal {
@@ -449,13 +443,7 @@ where
     }
     .insert(db)
     .await
-    .map_err(|err| {
-        if is_unique_violation(&err) {
-            ApiError::conflict("the butler is already assigned to this building")
-        } else {
-            err.into()
-        }
-    })?;
+    .map_err(|err| unique_conflict(err, "the butler is already assigned to this building"))?;
     Ok((butler, building))
 }
 

@@ -23,7 +23,7 @@ use super::types;
 use crate::{
     AppContext,
     auth::{Action, Caller, Principal, Scope, permissions},
-    error::{ApiError, ApiResult, is_unique_violation},
+    error::{ApiError, ApiResult, unique_conflict},
     events::{self, NewEvent, audience},
     graphql::pagination::{self, Page, PageRequest},
     idempotency::Claim,
@@ -367,13 +367,11 @@ async fn insert_parcel(txn: &impl ConnectionTrait, mut new_parcel: parcel::Activ
             Ok(None) => {
                 new_parcel.pickup_code = Set(Some(draw_pickup_code()));
             }
-            Err(err) if is_unique_violation(&err) => {
+            Err(err) => {
                 let tracking_number = new_parcel.tracking_number.try_as_ref().map_or("", String::as_str);
-                return Err(ApiError::conflict(format!(
-                    "tracking number {tracking_number} is already registered and not picked up"
-                )));
+                let taken = format!("tracking number {tracking_number} is already registered and not picked up");
+                return Err(unique_conflict(err, taken));
             }
-            Err(err) => return Err(err.into()),
         }
     }
     Err(ApiError::Internal("no free pickup code found".into()))
@@ -397,13 +395,7 @@ async fn commit_change(
                 .filter(parcel::Column::Version.eq(parcel.version))
                 .exec_with_returning(txn)
                 .await
-                .map_err(|err| {
-                    if is_unique_violation(&err) {
-                        ApiError::conflict("the pickup code was taken at the same time; retry")
-                    } else {
-                        err.into()
-                    }
-                })?
+                .map_err(|err| unique_conflict(err, "the pickup code was taken at the same time; retry"))?
                 .pop()
                 .ok_or_else(|| {
                     ApiError::conflict("the parcel was changed by someone else at the same time; reload it")

@@ -12,7 +12,7 @@ use super::{scope, types};
 use crate::{
     AppContext,
     auth::{Action, Principal, permissions},
-    error::{ApiError, ApiResult, is_unique_violation},
+    error::{ApiError, ApiResult, unique_conflict},
     graphql::pagination::{self, Page, PageRequest},
     identity::service::{self as identity, NewAccount},
     validate,
@@ -314,10 +314,6 @@ pub async fn set_emergency_contacts(
         })
         .await?;
     Ok(unit::Model { contacts_version: unit.contacts_version + 1, ..unit })
-}
-
-fn unique_conflict(err: sea_orm::DbErr, message: &str) -> ApiError {
-    if is_unique_violation(&err) { ApiError::conflict(message) } else { err.into() }
 }
 
 /// A unit the principal may see, with its building, in one statement.
