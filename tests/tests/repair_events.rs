@@ -331,7 +331,7 @@ async fn without_a_cursor_only_what_happens_from_now_on_arrives() {
 
 /// A phone may subscribe and submit at once; the server may run the
 /// submission before the subscription's stream first runs. Here the stream
-/// is held back until the order has committed and been handed out.
+/// is held back until the order has committed and its event is numbered.
 #[tokio::test]
 async fn an_order_submitted_while_a_subscription_starts_reaches_it() {
     let app = spawn_app().await;
