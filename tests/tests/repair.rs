@@ -790,6 +790,9 @@ async fn a_resident_who_moved_out_can_no_longer_confirm_or_cancel() {
     assert_code(&cast.family.order(&owners).await, "NOT_FOUND", "reading after moving out");
     assert_code(&cast.family.confirm(&owners, 5).await, "NOT_FOUND", "confirming after moving out");
     assert_code(&cast.family.cancel(&familys).await, "NOT_FOUND", "cancelling one's own order after moving out");
+    let body =
+        cast.family.submit(json!({ "unitId": unit(&app, "1-101"), "category": "OTHER", "description": "x" })).await;
+    assert_code(&body, "NOT_FOUND", "reporting for the unit after moving out");
     assert!(cast.family.ids(json!(null)).await.is_empty());
     assert_eq!(ok(&cast.owner.confirm(&owners, 5).await)["state"], "CLOSED");
     assert_eq!(cast.owner.read(&familys).await["state"], "SUBMITTED");

@@ -9,14 +9,15 @@ use entity::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityName,
-    sea_query::{Expr, Query, SelectStatement, SimpleExpr, UnionType},
+    sea_query::{Expr, ExprTrait, Query, SelectStatement, SimpleExpr, UnionType},
 };
 
 use crate::property::scope;
 
 /// The people who currently live in the unit.
-pub fn residents_of(unit_id: i64) -> SelectStatement {
-    scope::current_memberships(unit_membership::Column::UserId, unit_membership::Column::UnitId.eq(unit_id))
+pub fn residents_of(unit: impl Into<Expr>) -> SelectStatement {
+    let of_unit = Expr::col((unit_membership::Entity, unit_membership::Column::UnitId)).eq(unit);
+    scope::current_memberships(unit_membership::Column::UserId, of_unit)
 }
 
 /// Butlers assigned to the buildings `building` selects (a condition on
@@ -31,11 +32,11 @@ pub fn butlers_of(building: SimpleExpr) -> SelectStatement {
 
 /// The community's employees with `role`, and for staff one of `positions`
 /// (any position when empty).
-pub fn employees_of(community_id: i64, role: Role, positions: &[StaffPosition]) -> SelectStatement {
+pub fn employees_of(community: impl Into<Expr>, role: Role, positions: &[StaffPosition]) -> SelectStatement {
     let mut select = Query::select()
         .column(user::Column::Id)
         .from(user::Entity.table_ref())
-        .and_where(user::Column::CommunityId.eq(community_id))
+        .and_where(Expr::col((user::Entity, user::Column::CommunityId)).eq(community))
         .and_where(user::Column::Role.eq(role))
         .to_owned();
     if !positions.is_empty() {

@@ -14,12 +14,12 @@ use entity::{
     repair_follow_up, repair_order, repair_order_change, repair_photo, unit, unit_membership, user,
 };
 use sea_orm::{
-    ActiveModelTrait,
+    ActiveModelTrait, ActiveValue,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic,
     Iterable, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
     SelectA, SelectB, Statement,
-    sea_query::{Alias, Expr, ExprTrait, LikeExpr, SelectStatement},
+    sea_query::{Alias, Expr, ExprTrait, InsertStatement, LikeExpr, Query, SelectStatement},
 };
 
 use super::{
@@ -538,18 +538,26 @@ fn join_columns<R: EntityTrait>(
 /// butlers of its building, its technician, and the community's supervisors
 /// and managers.
 async fn recipients(db: &impl ConnectionTrait, order: &repair_order::Model) -> ApiResult<Vec<i64>> {
-    let groups = groups_at(order.community_id, order.building_id, order.unit_id);
+    let groups = groups_of(order);
     Ok(audience::people(db, groups, order.assignee_id).await?)
 }
 
-/// The groups of people at an order's place (all but its technician).
-fn groups_at(community_id: i64, building_id: i64, unit_id: Option<i64>) -> Vec<SelectStatement> {
+/// The groups of people at `order`'s place (all but its technician).
+fn groups_of(order: &repair_order::Model) -> Vec<SelectStatement> {
+    groups_at(Expr::val(order.community_id), Expr::val(order.building_id), order.unit_id.map(Expr::val))
+}
+
+/// The groups of people at a place: its community, building and unit, as
+/// values or as columns of the row a statement writes.
+fn groups_at(community: Expr, building: Expr, unit: Option<Expr>) -> Vec<SelectStatement> {
     let office = [StaffPosition::Supervisor, StaffPosition::Manager];
     let mut groups = vec![
-        audience::butlers_of(butler_assignment::Column::BuildingId.eq(building_id)),
-        audience::employees_of(community_id, Role::Staff, &office),
+        audience::butlers_of(
+            Expr::col((butler_assignment::Entity, butler_assignment::Column::BuildingId)).eq(building),
+        ),
+        audience::employees_of(community, Role::Staff, &office),
     ];
-    groups.extend(unit_id.map(audience::residents_of));
+    groups.extend(unit.map(audience::residents_of));
     groups
 }
 
@@ -597,14 +605,23 @@ impl NewOrder<'_> {
     /// The same rows in one statement, which commits on its own (PostgreSQL):
     /// one round trip where the steps take five, and the event's recipients
     /// (`groups`) are read by the statement itself.
+    ///
+    /// With `place`, the order's place is read by the statement too (see
+    /// [`insert_placed`]); when it finds none, nothing is written and the
+    /// unit is NOT_FOUND.
     async fn insert_in_one_statement(
         self,
         db: &DatabaseConnection,
+        place: Option<SelectStatement>,
         groups: Vec<SelectStatement>,
     ) -> ApiResult<repair_order::Model> {
         use repair_order::Column as Order;
-        let mut order = repair_order::Entity::insert(self.order);
-        let mut statement = WrittenWith::new(order.query().returning_all().to_owned());
+        let placed = place.is_some();
+        let order = match place {
+            Some(place) => insert_placed(&self.order, place),
+            None => repair_order::Entity::insert(self.order).query().returning_all().to_owned(),
+        };
+        let mut statement = WrittenWith::new(order);
         for photo in self.photos {
             use repair_photo::Column;
             statement = statement.insert(
@@ -628,7 +645,11 @@ impl NewOrder<'_> {
             Some(_) => written.map_err(idempotency::taken)?,
             None => written?,
         };
-        written.ok_or_else(|| ApiError::Internal("the new repair order was not returned".into()))
+        match written {
+            Some(order) => Ok(order),
+            None if placed => Err(ApiError::NotFound("unit")),
+            None => Err(ApiError::Internal("the new repair order was not returned".into())),
+        }
     }
 }
 
@@ -657,7 +678,7 @@ async fn commit_change(
         .filter(repair_order::Column::Version.eq(order.version));
     let changed = match app.writers.alone() {
         Some(db) => {
-            let mut groups = groups_at(order.community_id, order.building_id, order.unit_id);
+            let mut groups = groups_of(order);
             // And the technician the update leaves assigned.
             let mut assignee = select_written(repair_order::Column::AssigneeId);
             groups.push(assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null()).to_owned());
@@ -770,7 +791,20 @@ pub struct Submission {
     pub photos: Vec<AcceptedPhoto>,
 }
 
-/// Where an order is and whom it is for, as decided by who submits it.
+/// Where an order goes, as decided by who submits it: read before the
+/// write, or, for a resident on PostgreSQL, read by the write itself.
+enum Place<'a> {
+    Known(Placement),
+    /// The resident's unit as [`place_in_residents_unit`] reads it, by the
+    /// one statement that writes on `db`: it writes nothing when the
+    /// resident may not report for the unit.
+    InTheWrite {
+        db: &'a DatabaseConnection,
+        unit: Box<SelectStatement>,
+    },
+}
+
+/// Where an order is and whom it is for.
 struct Placement {
     community_id: i64,
     building_id: i64,
@@ -786,7 +820,7 @@ struct Resident {
     phone: String,
 }
 
-async fn place(app: &AppContext, principal: &Principal, submission: &Submission) -> ApiResult<Placement> {
+async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Submission) -> ApiResult<Place<'a>> {
     let db = &app.db;
     if principal.is_resident() {
         if submission.channel.is_some_and(|channel| channel != RepairChannel::App) {
@@ -796,14 +830,17 @@ async fn place(app: &AppContext, principal: &Principal, submission: &Submission)
             return Err(ApiError::bad_input("residentId", "residents report for themselves"));
         }
         let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
+        if let Some(db) = app.writers.alone() {
+            return Ok(Place::InTheWrite { db, unit: Box::new(place_in_residents_unit(principal, unit_id)) });
+        }
         let (unit, building, resident) = residents_unit(db, principal, unit_id).await?;
-        return Ok(Placement {
+        return Ok(Place::Known(Placement {
             community_id: building.community_id,
             building_id: building.id,
             unit_id: Some(unit.id),
             resident,
             channel: RepairChannel::App,
-        });
+        }));
     }
 
     let channel = submission.channel.ok_or_else(|| ApiError::bad_input("channel", "is required for staff"))?;
@@ -832,13 +869,76 @@ async fn place(app: &AppContext, principal: &Principal, submission: &Submission)
         (None, _) if channel == RepairChannel::Patrol => None,
         (None, _) => return Err(ApiError::bad_input("residentId", "is required: whom is the order for?")),
     };
-    Ok(Placement {
+    Ok(Place::Known(Placement {
         community_id: building.community_id,
         building_id: building.id,
         unit_id: unit.map(|unit| unit.id),
         resident,
         channel,
-    })
+    }))
+}
+
+/// The columns of a resident's order that its unit decides, as the write
+/// reads them: the unit's community and building, the unit, and the
+/// resident with their phone. No row when the unit is not one of the
+/// resident's own.
+fn place_in_residents_unit(principal: &Principal, unit_id: i64) -> SelectStatement {
+    let sources = [
+        Expr::col((building::Entity, building::Column::CommunityId)),
+        Expr::col((unit::Entity, unit::Column::BuildingId)),
+        Expr::col((unit::Entity, unit::Column::Id)),
+        Expr::col((user::Entity, user::Column::Id)),
+        Expr::col((user::Entity, user::Column::Phone)),
+    ];
+    let mut place = Query::select();
+    for (column, source) in PLACED.into_iter().zip(sources) {
+        place.expr_as(source, column);
+    }
+    place
+        .from(unit::Entity)
+        .inner_join(
+            building::Entity,
+            Expr::col((building::Entity, building::Column::Id)).equals((unit::Entity, unit::Column::BuildingId)),
+        )
+        .left_join(user::Entity, Expr::col((user::Entity, user::Column::Id)).eq(principal.user_id))
+        .and_where(Expr::col((unit::Entity, unit::Column::Id)).eq(unit_id))
+        .cond_where(scope::units(principal))
+        .to_owned()
+}
+
+/// The columns of a new order its place gives, unless the order sets them
+/// (a contact phone given with the submission).
+const PLACED: [repair_order::Column; 5] = [
+    repair_order::Column::CommunityId,
+    repair_order::Column::BuildingId,
+    repair_order::Column::UnitId,
+    repair_order::Column::ResidentId,
+    repair_order::Column::ContactPhone,
+];
+
+/// `INSERT INTO repair_order (…) SELECT … FROM (place)`: `order`'s values,
+/// and its unset columns of [`PLACED`] from `place`'s row; none without one.
+fn insert_placed(order: &repair_order::ActiveModel, place: SelectStatement) -> InsertStatement {
+    let from_place = Alias::new("place");
+    let (mut columns, mut values) = (Vec::new(), Vec::new());
+    for column in repair_order::Column::iter() {
+        let value = match order.get(column) {
+            ActiveValue::Set(value) | ActiveValue::Unchanged(value) => Expr::val(value),
+            ActiveValue::NotSet if PLACED.iter().any(|placed| placed.as_str() == column.as_str()) => {
+                Expr::col((from_place.clone(), column))
+            }
+            ActiveValue::NotSet => continue,
+        };
+        columns.push(column);
+        values.push(value);
+    }
+    Query::insert()
+        .into_table(repair_order::Entity)
+        .columns(columns)
+        .select_from(Query::select().exprs(values).from_subquery(place, from_place).to_owned())
+        .expect("as many values as columns: they were pushed in pairs")
+        .returning_all()
+        .to_owned()
 }
 
 /// The unit a resident reports for, with its building, and the resident's
@@ -898,8 +998,7 @@ pub async fn submit(
     }
     let contact_phone =
         submission.contact_phone.as_deref().map(|phone| validate::contact_phone(phone, "contactPhone")).transpose()?;
-    let placement = place(app, principal, &submission).await?;
-    let contact_phone = contact_phone.or_else(|| placement.resident.as_ref().map(|r| r.phone.clone()));
+    let place = place(app, principal, &submission).await?;
     let (response_within, completion_within) = match submission.priority {
         RepairPriority::Urgent => (app.settings.repair_urgent_response, app.settings.repair_urgent_completion),
         RepairPriority::Normal => (app.settings.repair_normal_response, app.settings.repair_normal_completion),
@@ -909,19 +1008,15 @@ pub async fn submit(
             .map(|within| now + within)
             .map_err(|_| ApiError::Internal("repair SLA out of range".into()))
     };
-    let order = repair_order::ActiveModel {
-        community_id: Set(placement.community_id),
-        building_id: Set(placement.building_id),
-        unit_id: Set(placement.unit_id),
-        resident_id: Set(placement.resident.as_ref().map(|r| r.id)),
+    let mut order = repair_order::ActiveModel {
         created_by: Set(principal.user_id),
-        channel: Set(placement.channel),
+        // A resident's; staff's placement says how the order came in.
+        channel: Set(RepairChannel::App),
         category: Set(submission.category),
         description: Set(description),
         priority: Set(submission.priority),
         state: Set(RepairState::Submitted),
         preferred_visit_at: Set(submission.preferred_visit_at),
-        contact_phone: Set(contact_phone),
         response_due_at: Set(due(response_within)?),
         completion_due_at: Set(due(completion_within)?),
         response_overdue: Set(false),
@@ -931,16 +1026,40 @@ pub async fn submit(
         updated_at: Set(now),
         ..Default::default()
     };
+    if let Some(phone) = contact_phone {
+        order.contact_phone = Set(Some(phone));
+    }
+    // A new order concerns its place's people; nobody is assigned yet.
+    let groups = match &place {
+        Place::Known(placement) => {
+            order.community_id = Set(placement.community_id);
+            order.building_id = Set(placement.building_id);
+            order.unit_id = Set(placement.unit_id);
+            order.resident_id = Set(placement.resident.as_ref().map(|r| r.id));
+            order.channel = Set(placement.channel);
+            if order.contact_phone.is_not_set() {
+                order.contact_phone = Set(placement.resident.as_ref().map(|r| r.phone.clone()));
+            }
+            groups_at(
+                Expr::val(placement.community_id),
+                Expr::val(placement.building_id),
+                placement.unit_id.map(Expr::val),
+            )
+        }
+        Place::InTheWrite { .. } => {
+            use repair_order::Column as Order;
+            groups_at(written(Order::CommunityId), written(Order::BuildingId), Some(written(Order::UnitId)))
+        }
+    };
     let change =
         Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
     let new = NewOrder { order, photos: &stored, change, claim, now };
-    // A new order concerns its place's people; nobody is assigned yet.
-    let groups = groups_at(placement.community_id, placement.building_id, placement.unit_id);
-    let result = match app.writers.alone() {
-        Some(db) => new.insert_in_one_statement(db, groups).await,
+    let result = match (place, app.writers.alone()) {
+        (Place::InTheWrite { db, unit }, _) => new.insert_in_one_statement(db, Some(*unit), groups).await,
+        (Place::Known(_), Some(db)) => new.insert_in_one_statement(db, None, groups).await,
         // Read before taking the writer connection, SQLite's one lane.
-        None => match audience::people(&app.db, groups, None).await {
+        (Place::Known(_), None) => match audience::people(&app.db, groups, None).await {
             Ok(recipients) => app.writers.write(async |txn| new.insert_in_steps(txn, recipients).await).await,
             Err(err) => Err(err.into()),
         },
@@ -1233,6 +1352,25 @@ mod tests {
             building: Some(ReadPlan::new(building::Column::iter().collect())),
             assignee: Some(ReadPlan::new(user::Column::iter().collect())),
         }
+    }
+
+    #[test]
+    fn a_residents_order_takes_its_place_from_a_unit_they_live_in_unless_it_gives_its_own() {
+        let resident = Principal { user_id: 7, role: Role::Resident, position: None, community_id: None };
+        let order = repair_order::ActiveModel {
+            created_by: Set(7),
+            contact_phone: Set(Some("13900001111".into())),
+            ..Default::default()
+        };
+        let insert = insert_placed(&order, place_in_residents_unit(&resident, 3));
+        let (sql, values) = insert.build(sea_orm::sea_query::PostgresQueryBuilder);
+        assert_eq!(
+            sql,
+            r#"INSERT INTO "repair_order" ("community_id", "building_id", "unit_id", "resident_id", "created_by", "contact_phone") SELECT "place"."community_id", "place"."building_id", "place"."unit_id", "place"."resident_id", $1, $2 FROM (SELECT "building"."community_id" AS "community_id", "unit"."building_id" AS "building_id", "unit"."id" AS "unit_id", "user"."id" AS "resident_id", "user"."phone" AS "contact_phone" FROM "unit" INNER JOIN "building" ON "building"."id" = "unit"."building_id" LEFT JOIN "user" ON "user"."id" = $3 WHERE "unit"."id" = $4 AND "unit"."id" IN (SELECT "unit_id" FROM "unit_membership" WHERE "unit_membership"."user_id" = $5 AND "unit_membership"."moved_out_on" IS NULL)) AS "place" RETURNING *"#
+        );
+        let phone = sea_orm::Value::from(Some("13900001111".to_owned()));
+        let id_value = |id: i64| sea_orm::Value::from(id);
+        assert_eq!(values.0, vec![id_value(7), phone, id_value(7), id_value(3), id_value(7)]);
     }
 
     #[test]
