@@ -942,8 +942,8 @@ fn insert_placed(order: &repair_order::ActiveModel, place: SelectStatement) -> I
 }
 
 /// The unit a resident reports for, with its building, and the resident's
-/// own row, read in one statement: the reads before a submission's write
-/// are most of what it costs the database.
+/// own row, read in one statement where the write cannot read them itself
+/// (SQLite's writes take turns in steps; see [`place_in_residents_unit`]).
 async fn residents_unit(
     db: &impl ConnectionTrait,
     principal: &Principal,
