@@ -18,7 +18,7 @@ use sea_orm::{
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic,
     Iterable, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
-    SelectA, SelectB, Statement,
+    Statement,
     sea_query::{Alias, Expr, ExprTrait, InsertStatement, LikeExpr, Query, SelectStatement},
 };
 
@@ -830,15 +830,18 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
             return Err(ApiError::bad_input("residentId", "residents report for themselves"));
         }
         let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
+        let unit = place_in_residents_unit(principal, unit_id);
         if let Some(db) = app.writers.alone() {
-            return Ok(Place::InTheWrite { db, unit: Box::new(place_in_residents_unit(principal, unit_id)) });
+            return Ok(Place::InTheWrite { db, unit: Box::new(unit) });
         }
-        let (unit, building, resident) = residents_unit(db, principal, unit_id).await?;
+        // SQLite's writes take turns in steps: the place is read first.
+        let read = db.get_database_backend().build(&unit);
+        let placed = ResidentsPlace::find_by_statement(read).one(db).await?.ok_or(ApiError::NotFound("unit"))?;
         return Ok(Place::Known(Placement {
-            community_id: building.community_id,
-            building_id: building.id,
-            unit_id: Some(unit.id),
-            resident,
+            community_id: placed.community_id,
+            building_id: placed.building_id,
+            unit_id: Some(placed.unit_id),
+            resident: placed.resident_id.zip(placed.contact_phone).map(|(id, phone)| Resident { id, phone }),
             channel: RepairChannel::App,
         }));
     }
@@ -878,10 +881,19 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
     }))
 }
 
-/// The columns of a resident's order that its unit decides, as the write
-/// reads them: the unit's community and building, the unit, and the
-/// resident with their phone. No row when the unit is not one of the
-/// resident's own.
+/// A row of [`place_in_residents_unit`], read before the write.
+#[derive(FromQueryResult)]
+struct ResidentsPlace {
+    community_id: i64,
+    building_id: i64,
+    unit_id: i64,
+    resident_id: Option<i64>,
+    contact_phone: Option<String>,
+}
+
+/// The columns of a resident's order that its unit decides ([`PLACED`]):
+/// the unit's community and building, the unit, and the resident with
+/// their phone. No row when the unit is not one of the resident's own.
 fn place_in_residents_unit(principal: &Principal, unit_id: i64) -> SelectStatement {
     let sources = [
         Expr::col((building::Entity, building::Column::CommunityId)),
@@ -941,29 +953,6 @@ fn insert_placed(order: &repair_order::ActiveModel, place: SelectStatement) -> I
         .to_owned()
 }
 
-/// The unit a resident reports for, with its building, and the resident's
-/// own row, read in one statement where the write cannot read them itself
-/// (SQLite's writes take turns in steps; see [`place_in_residents_unit`]).
-async fn residents_unit(
-    db: &impl ConnectionTrait,
-    principal: &Principal,
-    unit_id: i64,
-) -> ApiResult<(unit::Model, building::Model, Option<Resident>)> {
-    const PHONE: &str = "resident_phone";
-    let phone = user::Entity::find_by_id(principal.user_id).select_only().column(user::Column::Phone).into_query();
-    let read = unit::Entity::find_by_id(unit_id)
-        .filter(scope::units(principal))
-        .find_also_related(building::Entity)
-        .expr_as(Expr::SubQuery(None, Box::new(phone.into())), PHONE)
-        .into_query();
-    let Some(row) = db.query_one(&read).await? else { return Err(ApiError::NotFound("unit")) };
-    let unit = unit::Model::from_query_result(&row, SelectA.as_str())?;
-    let building =
-        building::Model::from_query_result_optional(&row, SelectB.as_str())?.ok_or(ApiError::NotFound("unit"))?;
-    let phone: Option<String> = row.try_get("", PHONE)?;
-    Ok((unit, building, phone.map(|phone| Resident { id: principal.user_id, phone })))
-}
-
 /// `user_id` as the resident of `unit_id` an order is for, if they live there now.
 async fn current_resident(db: &impl ConnectionTrait, unit_id: i64, user_id: i64) -> ApiResult<Resident> {
     let lives_there = unit_membership::Entity::find()
@@ -1010,8 +999,6 @@ pub async fn submit(
     };
     let mut order = repair_order::ActiveModel {
         created_by: Set(principal.user_id),
-        // A resident's; staff's placement says how the order came in.
-        channel: Set(RepairChannel::App),
         category: Set(submission.category),
         description: Set(description),
         priority: Set(submission.priority),
@@ -1048,6 +1035,7 @@ pub async fn submit(
         }
         Place::InTheWrite { .. } => {
             use repair_order::Column as Order;
+            order.channel = Set(RepairChannel::App);
             groups_at(written(Order::CommunityId), written(Order::BuildingId), Some(written(Order::UnitId)))
         }
     };
