@@ -75,6 +75,12 @@ pub enum StartError {
 /// How long a request waits for a pooled connection before it is refused
 /// with SERVICE_UNAVAILABLE; opening a connection is bounded by it too.
 const POOL_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pooled connection idle this long is pinged before it is handed out, as
+/// the server, a proxy or a firewall may have dropped it meanwhile. One in use
+/// is not: pinging at every checkout cost each statement a second round trip
+/// (S3 in `bench/RESULTS.md`). A connection that broke while in use fails its
+/// statement with SERVICE_UNAVAILABLE and is discarded when it is returned.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// Connections waiting to be accepted, as `HttpServer` has by default.
 const LISTEN_BACKLOG: i32 = 1024;
 
@@ -109,6 +115,7 @@ fn connect_options(settings: &Settings, sqlite_lock_wait: Duration) -> ConnectOp
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
         .sqlx_logging(false)
+        .test_before_acquire_if_idle_for(PING_AFTER_IDLE)
         // SQLite: readers do not block the writer.
         .map_sqlx_sqlite_opts(move |opts| {
             opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
