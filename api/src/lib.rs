@@ -261,4 +261,11 @@ mod tests {
         let client = super::redis_client("redis://127.0.0.1:6379/0").expect("a valid URL");
         assert!(client.get_connection_info().tcp_settings().nodelay());
     }
+
+    #[test]
+    fn pooled_connections_are_pinged_only_after_sitting_idle() {
+        let options = super::connect_options(&super::config::Settings::default(), super::db::LOCK_WAIT);
+        assert!(!options.get_test_before_acquire(), "no ping at every checkout");
+        assert_eq!(options.get_test_before_acquire_if_idle_for(), Some(super::PING_AFTER_IDLE));
+    }
 }
