@@ -795,12 +795,12 @@ pub struct Submission {
 /// write, or, for a resident on PostgreSQL, read by the write itself.
 enum Place<'a> {
     Known(Placement),
-    /// The resident's unit as [`place_in_residents_unit`] reads it, by the
-    /// one statement that writes on `db`: it writes nothing when the
-    /// resident may not report for the unit.
+    /// The resident's unit as `place` ([`place_in_residents_unit`]) reads
+    /// it, by the one statement that writes on `db`: it writes nothing when
+    /// the resident may not report for the unit.
     InTheWrite {
         db: &'a DatabaseConnection,
-        unit: Box<SelectStatement>,
+        place: Box<SelectStatement>,
     },
 }
 
@@ -830,12 +830,12 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
             return Err(ApiError::bad_input("residentId", "residents report for themselves"));
         }
         let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
-        let unit = place_in_residents_unit(principal, unit_id);
+        let residents_place = place_in_residents_unit(principal, unit_id);
         if let Some(db) = app.writers.alone() {
-            return Ok(Place::InTheWrite { db, unit: Box::new(unit) });
+            return Ok(Place::InTheWrite { db, place: Box::new(residents_place) });
         }
         // SQLite's writes take turns in steps: the place is read first.
-        let read = db.get_database_backend().build(&unit);
+        let read = db.get_database_backend().build(&residents_place);
         let placed = ResidentsPlace::find_by_statement(read).one(db).await?.ok_or(ApiError::NotFound("unit"))?;
         return Ok(Place::Known(Placement {
             community_id: placed.community_id,
@@ -1044,7 +1044,7 @@ pub async fn submit(
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
     let new = NewOrder { order, photos: &stored, change, claim, now };
     let result = match (place, app.writers.alone()) {
-        (Place::InTheWrite { db, unit }, _) => new.insert_in_one_statement(db, Some(*unit), groups).await,
+        (Place::InTheWrite { db, place }, _) => new.insert_in_one_statement(db, Some(*place), groups).await,
         (Place::Known(_), Some(db)) => new.insert_in_one_statement(db, None, groups).await,
         // Read before taking the writer connection, SQLite's one lane.
         (Place::Known(_), None) => match audience::people(&app.db, groups, None).await {
