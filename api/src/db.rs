@@ -7,7 +7,7 @@ use sea_orm::{
     SqliteTransactionMode, Statement, StatementBuilder, TransactionOptions, TransactionTrait,
     sea_query::{
         Alias, Asterisk, CommonTableExpression, DynIden, Expr, IntoIden, IntoTableRef, Query, SelectStatement,
-        SubQueryStatement, WithClause,
+        SubQueryStatement, WithClause, WithQuery,
     },
     sqlx,
 };
@@ -290,7 +290,7 @@ pub fn written(column: impl IntoIden) -> Expr {
 
 /// `SELECT column FROM written`.
 pub fn select_written(column: impl IntoIden) -> SelectStatement {
-    Query::select().expr(written(column)).from(Alias::new(WRITTEN)).to_owned()
+    Query::select().expr(written(column)).from(Alias::new(WRITTEN)).take()
 }
 
 impl WrittenWith {
@@ -298,7 +298,7 @@ impl WrittenWith {
     /// writes no row, neither do the others.
     pub fn new(written: impl Into<SubQueryStatement>) -> Self {
         let mut clauses = WithClause::new();
-        clauses.cte(CommonTableExpression::new().query(written).table_name(Alias::new(WRITTEN)).to_owned());
+        clauses.cte(clause(Alias::new(WRITTEN), written));
         Self { clauses, inserts: 0 }
     }
 
@@ -309,20 +309,30 @@ impl WrittenWith {
         let insert = Query::insert()
             .into_table(table)
             .columns(columns)
-            .select_from(Query::select().exprs(values).from(Alias::new(WRITTEN)).to_owned())
+            .select_from(Query::select().exprs(values).from(Alias::new(WRITTEN)).take())
             .expect("as many values as columns: they were unzipped from one list")
-            .to_owned();
+            .take();
         self.inserts += 1;
-        let name = Alias::new(format!("with_{}", self.inserts));
-        self.clauses.cte(CommonTableExpression::new().query(insert).table_name(name).to_owned());
+        self.clauses.cte(clause(Alias::new(format!("with_{}", self.inserts)), insert));
         self
     }
 
     /// The statement, answering with the written row.
     pub fn statement(self) -> Statement {
-        let answer = Query::select().column(Asterisk).from(Alias::new(WRITTEN)).to_owned();
-        StatementBuilder::build(&self.clauses.query(answer), &DbBackend::Postgres)
+        let answer = Query::select().column(Asterisk).from(Alias::new(WRITTEN)).take();
+        // Built in place: sea-query's builders hand back `&mut`, and
+        // `to_owned()` (as in `WithClause::query`) would copy the whole tree.
+        let mut query = WithQuery::new();
+        query.with_clause(self.clauses).query(answer);
+        StatementBuilder::build(&query, &DbBackend::Postgres)
     }
+}
+
+/// `name AS (query)`.
+fn clause(name: Alias, query: impl Into<SubQueryStatement>) -> CommonTableExpression {
+    let mut clause = CommonTableExpression::new();
+    clause.query(query).table_name(name);
+    clause
 }
 
 /// CONFLICT when the caller acted on a version of `what` other than the
@@ -457,7 +467,7 @@ mod tests {
             .columns([Alias::new("name")])
             .values_panic([Expr::val("a")])
             .returning_all()
-            .to_owned();
+            .take();
         let child = [(Alias::new("parent_id"), written(Alias::new("id"))), (Alias::new("note"), Expr::val("b"))];
         let statement = WrittenWith::new(parent).insert(Alias::new("child"), child).statement();
         assert_eq!(

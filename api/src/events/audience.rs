@@ -27,7 +27,7 @@ pub fn butlers_of(building: SimpleExpr) -> SelectStatement {
         .column(butler_assignment::Column::ButlerId)
         .from(butler_assignment::Entity.table_ref())
         .and_where(building)
-        .to_owned()
+        .take()
 }
 
 /// The community's employees with `role`, and for staff one of `positions`
@@ -38,7 +38,7 @@ pub fn employees_of(community: impl Into<Expr>, role: Role, positions: &[StaffPo
         .from(user::Entity.table_ref())
         .and_where(Expr::col((user::Entity, user::Column::CommunityId)).eq(community))
         .and_where(user::Column::Role.eq(role))
-        .to_owned();
+        .take();
     if !positions.is_empty() {
         select.and_where(user::Column::Position.is_in(positions.iter().copied()));
     }

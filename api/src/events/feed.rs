@@ -111,7 +111,7 @@ async fn replay(
             .from(event_recipient::Entity)
             .and_where(event_recipient::Column::UserId.eq(user_id))
             .and_where(event_recipient::Column::EventSeq.gt(position))
-            .to_owned();
+            .take();
         let page = event::Entity::find()
             .filter(event::Column::Seq.gt(position))
             .filter(event::Column::EntityType.eq(entity_type))

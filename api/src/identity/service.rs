@@ -254,7 +254,7 @@ pub async fn viewer_community(db: &impl ConnectionTrait, viewer: &user::Model) -
                         .column(unit::Column::BuildingId)
                         .from(unit::Entity)
                         .and_where(unit::Column::Id.in_subquery(scope::current_units_of(viewer.id)))
-                        .to_owned(),
+                        .take(),
                 ),
             )
             .order_by_asc(building::Column::Id)
@@ -296,7 +296,7 @@ pub async fn search_residents(
         .from(unit_membership::Entity)
         .and_where(unit_membership::Column::MovedOutOn.is_null())
         .and_where(unit_membership::Column::UnitId.in_subquery(scope::unit_ids(principal)))
-        .to_owned();
+        .take();
     let mut narrowed_by_unit = false;
     if let Some(unit_id) = filter.unit_id {
         units.and_where(unit_membership::Column::UnitId.eq(unit_id));
@@ -309,7 +309,7 @@ pub async fn search_residents(
                     .column(unit::Column::Id)
                     .from(unit::Entity)
                     .and_where(unit::Column::BuildingId.eq(building_id))
-                    .to_owned(),
+                    .take(),
             ),
         );
         narrowed_by_unit = true;
@@ -332,10 +332,10 @@ pub async fn search_residents(
                         .from(unit::Entity)
                         .and_where(Expr::col(unit::Column::Number).like(like_contains(search)))
                         .and_where(unit::Column::Id.in_subquery(scope::unit_ids(principal)))
-                        .to_owned(),
+                        .take(),
                 ),
             )
-            .to_owned();
+            .take();
         select = select.filter(
             Condition::any()
                 .add(Expr::col(user::Column::Name).like(like_contains(search)))

@@ -56,7 +56,7 @@ pub fn visible(caller: &Caller) -> Condition {
                             .and_where(
                                 unit::Column::BuildingId.in_subquery(scope::buildings_assigned_to(principal.user_id)),
                             )
-                            .to_owned(),
+                            .take(),
                     ),
                 )
                 .add(
@@ -152,7 +152,7 @@ async fn unit_of_community(db: &impl ConnectionTrait, community_id: i64, unit_id
                     .column(entity::building::Column::Id)
                     .from(entity::building::Entity)
                     .and_where(entity::building::Column::CommunityId.eq(community_id))
-                    .to_owned(),
+                    .take(),
             ),
         )
         .one(db)

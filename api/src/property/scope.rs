@@ -23,7 +23,7 @@ pub fn current_memberships(column: unit_membership::Column, which: SimpleExpr) -
         .from(unit_membership::Entity.table_ref())
         .and_where(which)
         .and_where(unit_membership::Column::MovedOutOn.is_null())
-        .to_owned()
+        .take()
 }
 
 /// Units the user currently lives in.
@@ -37,7 +37,7 @@ pub fn buildings_assigned_to(butler_id: i64) -> SelectStatement {
         .column(butler_assignment::Column::BuildingId)
         .from(butler_assignment::Entity.table_ref())
         .and_where(butler_assignment::Column::ButlerId.eq(butler_id))
-        .to_owned()
+        .take()
 }
 
 fn buildings_of_community(community_id: i64) -> SelectStatement {
@@ -45,7 +45,7 @@ fn buildings_of_community(community_id: i64) -> SelectStatement {
         .column(building::Column::Id)
         .from(building::Entity.table_ref())
         .and_where(building::Column::CommunityId.eq(community_id))
-        .to_owned()
+        .take()
 }
 
 pub fn buildings(principal: &Principal) -> Condition {
@@ -56,7 +56,7 @@ pub fn buildings(principal: &Principal) -> Condition {
                     .column(unit::Column::BuildingId)
                     .from(unit::Entity.table_ref())
                     .and_where(unit::Column::Id.in_subquery(current_units_of(principal.user_id)))
-                    .to_owned(),
+                    .take(),
             ),
         ),
         (Role::Butler, _) => {
@@ -82,7 +82,7 @@ pub fn units(principal: &Principal) -> Condition {
 
 /// Ids of units visible to the principal, for use inside other subqueries.
 pub fn unit_ids(principal: &Principal) -> SelectStatement {
-    Query::select().column(unit::Column::Id).from(unit::Entity.table_ref()).cond_where(units(principal)).to_owned()
+    Query::select().column(unit::Column::Id).from(unit::Entity.table_ref()).cond_where(units(principal)).take()
 }
 
 /// Memberships (current or past) of units visible to the principal.
@@ -99,7 +99,7 @@ pub fn residents(principal: &Principal) -> Condition {
                 .from(unit_membership::Entity.table_ref())
                 .and_where(unit_membership::Column::MovedOutOn.is_null())
                 .and_where(unit_membership::Column::UnitId.in_subquery(unit_ids(principal)))
-                .to_owned(),
+                .take(),
         ),
     )
 }

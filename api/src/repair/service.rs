@@ -619,7 +619,7 @@ impl NewOrder<'_> {
         let placed = place.is_some();
         let order = match place {
             Some(place) => insert_placed(&self.order, place),
-            None => repair_order::Entity::insert(self.order).query().returning_all().to_owned(),
+            None => repair_order::Entity::insert(self.order).query().returning_all().take(),
         };
         let mut statement = WrittenWith::new(order);
         for photo in self.photos {
@@ -681,8 +681,8 @@ async fn commit_change(
             let mut groups = groups_of(order);
             // And the technician the update leaves assigned.
             let mut assignee = select_written(repair_order::Column::AssigneeId);
-            groups.push(assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null()).to_owned());
-            let statement = WrittenWith::new(QueryTrait::query(&mut unless_changed).returning_all().to_owned());
+            groups.push(assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null()).take());
+            let statement = WrittenWith::new(QueryTrait::query(&mut unless_changed).returning_all().take());
             let statement = recorded_with(statement, from_state, to_state, change, groups, now).statement();
             repair_order::Model::find_by_statement(statement).one(db).await?
         }
@@ -915,7 +915,7 @@ fn place_in_residents_unit(principal: &Principal, unit_id: i64) -> SelectStateme
         .left_join(user::Entity, Expr::col((user::Entity, user::Column::Id)).eq(principal.user_id))
         .and_where(Expr::col((unit::Entity, unit::Column::Id)).eq(unit_id))
         .cond_where(scope::units(principal))
-        .to_owned()
+        .take()
 }
 
 /// The columns of a new order its place gives, unless the order sets them
@@ -947,10 +947,10 @@ fn insert_placed(order: &repair_order::ActiveModel, place: SelectStatement) -> I
     Query::insert()
         .into_table(repair_order::Entity)
         .columns(columns)
-        .select_from(Query::select().exprs(values).from_subquery(place, from_place).to_owned())
+        .select_from(Query::select().exprs(values).from_subquery(place, from_place).take())
         .expect("as many values as columns: they were pushed in pairs")
         .returning_all()
-        .to_owned()
+        .take()
 }
 
 /// `user_id` as the resident of `unit_id` an order is for, if they live there now.
