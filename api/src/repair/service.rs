@@ -672,7 +672,7 @@ async fn commit_change(
     update.version = Set(order.version + 1);
     update.updated_at = Set(now);
     let from_state = to_state.map(|_| order.state);
-    let mut unless_changed = repair_order::Entity::update_many()
+    let unless_changed = repair_order::Entity::update_many()
         .set(update)
         .filter(repair_order::Column::Id.eq(order.id))
         .filter(repair_order::Column::Version.eq(order.version));
@@ -681,8 +681,11 @@ async fn commit_change(
             let mut groups = groups_of(order);
             // And the technician the update leaves assigned.
             let mut assignee = select_written(repair_order::Column::AssigneeId);
-            groups.push(assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null()).take());
-            let statement = WrittenWith::new(QueryTrait::query(&mut unless_changed).returning_all().take());
+            assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null());
+            groups.push(assignee);
+            let mut returning_changed = unless_changed.into_query();
+            returning_changed.returning_all();
+            let statement = WrittenWith::new(returning_changed);
             let statement = recorded_with(statement, from_state, to_state, change, groups, now).statement();
             repair_order::Model::find_by_statement(statement).one(db).await?
         }
