@@ -80,8 +80,8 @@ async fn run(db: DatabaseConnection, drafts: Arc<Notify>, router: Router, doorbe
 /// Numbers every committed draft, batch by batch. Each batch goes to the
 /// other instances through Redis, and straight to this instance's
 /// subscribers when it continues what they were handed; otherwise (another
-/// instance numbered events in between) the relay reads them all from the
-/// outbox, in order.
+/// instance numbered events in between) it is held until that instance's
+/// message arrives, or the relay reads the gap from the outbox.
 async fn number_and_hand_over(db: &DatabaseConnection, router: &Router, doorbell: &Doorbell) -> Result<(), DbErr> {
     loop {
         let events = take_drafts(db).await?;
@@ -90,8 +90,8 @@ async fn number_and_hand_over(db: &DatabaseConnection, router: &Router, doorbell
             return Ok(());
         }
         doorbell.pass_on(&events);
-        if !router.deliver_next(events) {
-            doorbell.wake_relay();
+        if let Some(first_held) = router.deliver_next(events) {
+            doorbell.await_gap(router, first_held);
         }
         if taken < BATCH {
             return Ok(());

@@ -1,10 +1,11 @@
 //! Redis pub/sub between instances. An instance that numbered events
 //! publishes them, and every other instance hands them to its subscribers
-//! when they continue what it has handed out. Otherwise (a gap, a message
-//! lost or too large, or a commit whose events are not at hand, as on
-//! SQLite) a message only rings, and the relays read the outbox. The outbox
-//! stays the truth: a lost message, or Redis being down, costs only latency
-//! until the relays' next poll.
+//! when they continue what it has handed out, or holds them a moment for the
+//! message that fills the gap before them. A gap still open after that, a
+//! message too large, or a commit whose events are not at hand (as on
+//! SQLite: the message only rings) leaves the relays to read the outbox. The
+//! outbox stays the truth: a lost message, or Redis being down, costs only
+//! latency until the relays' next poll.
 
 use std::{sync::Arc, time::Duration};
 
@@ -97,8 +98,10 @@ async fn subscribe_forever(client: redis::Client, channel: String, router: Route
                     wake.notify_one();
                     let mut messages = pubsub.on_message();
                     while let Some(message) = messages.next().await {
-                        if !handed_over(&router, message.get_payload_bytes()) {
-                            wake.notify_one();
+                        match hand_over(&router, message.get_payload_bytes()) {
+                            LeftToRelay::Nothing => {}
+                            LeftToRelay::GapBefore(first_held) => router.read_gap_unless_filled(first_held, &wake),
+                            LeftToRelay::Everything => wake.notify_one(),
                         }
                     }
                 }
@@ -110,12 +113,23 @@ async fn subscribe_forever(client: redis::Client, channel: String, router: Route
     }
 }
 
-/// Whether `payload` carried events that continue what `router` handed out
-/// (an instance's own, published back to it, are already handed out).
-fn handed_over(router: &Router, payload: &[u8]) -> bool {
+/// What a message leaves to the relay's reading of the outbox.
+#[derive(Debug, PartialEq, Eq)]
+enum LeftToRelay {
+    Nothing,
+    /// The events before this one, unless another message brings them.
+    GapBefore(i64),
+    /// A ring, or a message that is not events.
+    Everything,
+}
+
+/// Hands out the events `payload` carries where they continue what `router`
+/// handed out (an instance's own, published back to it, already are), and
+/// holds those past a gap.
+fn hand_over(router: &Router, payload: &[u8]) -> LeftToRelay {
     match serde_json::from_slice::<Vec<OutboxEvent>>(payload) {
-        Ok(events) => router.deliver_next(events),
-        Err(_) => false,
+        Ok(events) => router.deliver_next(events).map_or(LeftToRelay::Nothing, LeftToRelay::GapBefore),
+        Err(_) => LeftToRelay::Everything,
     }
 }
 
@@ -128,18 +142,19 @@ mod tests {
     }
 
     #[test]
-    fn published_events_continuing_the_run_are_handed_over_and_anything_else_rings() {
+    fn published_events_are_handed_out_in_order_and_anything_else_rings() {
         let router = Router::new(16);
         router.start_after(10);
         let mut phone = router.subscribe(7).events;
-        let message = |events: &[OutboxEvent]| serde_json::to_vec(events).expect("json");
-        let next = [event(11), event(12)];
-        assert!(handed_over(&router, &message(&next)));
-        assert!(handed_over(&router, &message(&[event(12)])), "already handed out");
-        assert!(!handed_over(&router, &message(&[event(14)])), "13 is missing: the relay reads it");
-        assert!(!handed_over(&router, RING.as_bytes()));
-        assert!(!handed_over(&router, b"[{\"seq\":"), "garbled");
+        let message = |events: &[&OutboxEvent]| serde_json::to_vec(events).expect("json");
+        let [e11, e12, e13, e14] = [11, 12, 13, 14].map(event);
+        assert_eq!(hand_over(&router, &message(&[&e11, &e12])), LeftToRelay::Nothing);
+        assert_eq!(hand_over(&router, &message(&[&e12])), LeftToRelay::Nothing, "already handed out");
+        assert_eq!(hand_over(&router, &message(&[&e14])), LeftToRelay::GapBefore(14), "13 is missing");
+        assert_eq!(hand_over(&router, &message(&[&e13])), LeftToRelay::Nothing, "13 releases 14");
+        assert_eq!(hand_over(&router, RING.as_bytes()), LeftToRelay::Everything);
+        assert_eq!(hand_over(&router, b"[{\"seq\":"), LeftToRelay::Everything, "garbled");
         let received: Vec<OutboxEvent> = std::iter::from_fn(|| phone.try_recv().ok()).map(|e| (*e).clone()).collect();
-        assert_eq!(received, next, "each once, whole");
+        assert_eq!(received, [e11, e12, e13, e14], "each once, whole, in order");
     }
 }
