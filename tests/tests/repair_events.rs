@@ -668,7 +668,8 @@ async fn events_committed_on_two_instances_at_once_reach_both_in_the_same_order(
     on_a.expect_quiet(Duration::from_millis(300)).await;
 
     // Each instance numbers (on PostgreSQL) and hands out its own events
-    // while the other does the same: each must fill the gaps from the outbox.
+    // while the other does the same: each must fill the gaps, from the
+    // other's Redis messages or from the outbox.
     let tenant_id = app.home.account("tenant").user_id;
     tokio::join!(
         append_one_by_one(&app, PER_INSTANCE, tenant_id, &order),

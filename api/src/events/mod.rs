@@ -365,6 +365,19 @@ mod tests {
         assert_eq!(received, [11, 12, 13, 14], "the held events follow the gap at once");
     }
 
+    #[test]
+    fn events_past_the_limit_are_left_to_the_relay() {
+        let router = Router::new(16);
+        let last = HELD_LIMIT as i64 + 2;
+        let past_the_gap = (2..=last).map(|seq| event(seq, vec![1])).collect();
+        assert_eq!(router.deliver_next(past_the_gap), Some(2));
+        assert_eq!(router.channels.lock().expect("channels").held.len(), HELD_LIMIT, "the last one is not held");
+        router.deliver(vec![event(1, vec![1])]);
+        assert_eq!(router.delivered_up_to(), last - 1, "what was held follows the gap the relay read");
+        router.deliver(vec![event(last, vec![1])]);
+        assert_eq!(router.delivered_up_to(), last, "the relay reads the rest");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_gap_left_unfilled_wakes_the_relay_and_a_filled_one_does_not() {
         let (router, relay) = (Router::new(16), Arc::new(Notify::new()));
