@@ -224,12 +224,6 @@ impl Doorbell {
             redis.pass_on(events);
         }
     }
-
-    /// Lets the relay read the events before `first_held` from the outbox
-    /// if no other instance's message brings them in time.
-    fn await_gap(&self, router: &Router, first_held: i64) {
-        router.read_gap_unless_filled(first_held, &self.relay);
-    }
 }
 
 impl EventBus {

@@ -91,7 +91,7 @@ async fn number_and_hand_over(db: &DatabaseConnection, router: &Router, doorbell
         }
         doorbell.pass_on(&events);
         if let Some(first_held) = router.deliver_next(events) {
-            doorbell.await_gap(router, first_held);
+            router.read_gap_unless_filled(first_held, &doorbell.relay);
         }
         if taken < BATCH {
             return Ok(());

@@ -170,7 +170,7 @@ async fn recipients(db: &impl ConnectionTrait, parcel: &parcel::Model) -> ApiRes
                 .column(unit::Column::BuildingId)
                 .from(unit::Entity)
                 .and_where(unit::Column::Id.eq(unit_id))
-                .to_owned();
+                .take();
             vec![
                 audience::residents_of(unit_id),
                 audience::butlers_of(butler_assignment::Column::BuildingId.in_subquery(building)),
@@ -501,7 +501,7 @@ async fn lives_in(db: &impl ConnectionTrait, unit_id: Option<i64>, name: &str) -
                     .from(unit_membership::Entity)
                     .and_where(unit_membership::Column::UnitId.eq(unit_id))
                     .and_where(unit_membership::Column::MovedOutOn.is_null())
-                    .to_owned(),
+                    .take(),
             ),
         )
         .count(db)
