@@ -1,7 +1,9 @@
 //! Token-bucket rate limits, per client IP and per caller, and stricter ones
 //! for logins, refreshes and pickup codes. Buckets live in Redis when it is
 //! configured, so limits hold across instances; in memory otherwise, and in
-//! memory too while Redis cannot be reached, so the API keeps serving.
+//! memory too while Redis cannot be reached, so the API keeps serving. A
+//! request's buckets are checked together, in one step (one Redis call): it
+//! takes a token from each or, refused, from none.
 
 use std::{
     collections::HashMap,
@@ -33,37 +35,40 @@ struct Bucket {
     at: Instant,
 }
 
-/// Takes `cost` tokens from the bucket at `key` if it has them; otherwise says
-/// how long until it will.
-fn take_from(bucket: &mut Bucket, limit: Limit, cost: u32, now: Instant) -> Result<(), Duration> {
-    let rate = limit.per_ms();
-    let elapsed_ms = now.saturating_duration_since(bucket.at).as_secs_f64() * 1000.0;
-    bucket.tokens = (bucket.tokens + elapsed_ms * rate).min(f64::from(limit.burst));
-    bucket.at = now;
-    let cost = f64::from(cost);
-    if bucket.tokens >= cost {
-        bucket.tokens -= cost;
-        Ok(())
-    } else {
-        Err(Duration::from_millis(((cost - bucket.tokens) / rate).ceil() as u64))
+impl Bucket {
+    /// The tokens it holds at `now`, refilled since it was last looked at.
+    fn refill(&mut self, limit: Limit, now: Instant) -> f64 {
+        let elapsed_ms = now.saturating_duration_since(self.at).as_secs_f64() * 1000.0;
+        self.tokens = (self.tokens + elapsed_ms * limit.per_ms()).min(f64::from(limit.burst));
+        self.at = now;
+        self.tokens
     }
 }
 
-/// Atomic in Redis: refill by elapsed time (by Redis's clock), take or refuse.
-const REDIS_BUCKET: &str = r"
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
+/// Atomic in Redis: refill each bucket (KEYS) by elapsed time (by Redis's
+/// clock), then take `cost` (ARGV[1]) from all or none. ARGV holds each
+/// bucket's rate a millisecond and burst after it, in the keys' order.
+const REDIS_BUCKETS: &str = r"
+local cost = tonumber(ARGV[1])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = tonumber(state[1]) or burst
-local at = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - at) * rate)
+local tokens = {}
 local wait = 0
-if tokens >= cost then tokens = tokens - cost else wait = math.ceil((cost - tokens) / rate) end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate) + 1000)
+for i, key in ipairs(KEYS) do
+    local rate = tonumber(ARGV[2 * i])
+    local burst = tonumber(ARGV[2 * i + 1])
+    local state = redis.call('HMGET', key, 'tokens', 'at')
+    local at = tonumber(state[2]) or now
+    tokens[i] = math.min(burst, (tonumber(state[1]) or burst) + math.max(0, now - at) * rate)
+    if tokens[i] < cost then wait = math.max(wait, math.ceil((cost - tokens[i]) / rate)) end
+end
+for i, key in ipairs(KEYS) do
+    local rate = tonumber(ARGV[2 * i])
+    local burst = tonumber(ARGV[2 * i + 1])
+    if wait == 0 then tokens[i] = tokens[i] - cost end
+    redis.call('HSET', key, 'tokens', tostring(tokens[i]), 'at', now)
+    redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000)
+end
 return wait
 ";
 
@@ -99,7 +104,7 @@ impl RateLimiter {
             .map(|url| {
                 crate::redis_client(url).map(|client| SharedRedis {
                     client,
-                    script: redis::Script::new(REDIS_BUCKET),
+                    script: redis::Script::new(REDIS_BUCKETS),
                     state: Mutex::new(RedisState::Idle),
                 })
             })
@@ -107,40 +112,56 @@ impl RateLimiter {
         Ok(Self { prefix: prefix.to_owned(), memory: Mutex::new(HashMap::new()), redis })
     }
 
-    /// Takes `cost` tokens for `key`, or answers the seconds to wait (at least 1).
-    pub async fn check(&self, key: &str, limit: Limit, cost: u32) -> Result<(), u64> {
-        let waited = match self.check_redis(key, limit, cost).await {
+    /// Takes `cost` tokens from each bucket (key and limit) or, when one of
+    /// them lacks them, from none and answers the seconds to wait (at least 1).
+    pub async fn check(&self, buckets: &[(&str, Limit)], cost: u32) -> Result<(), u64> {
+        let waited = match self.check_redis(buckets, cost).await {
             Some(result) => result,
-            None => self.check_memory(key, limit, cost),
+            None => self.take_from_memory(buckets, cost, Instant::now()),
         };
         waited.map_err(|wait| wait.as_secs_f64().ceil().max(1.0) as u64)
     }
 
-    /// [`check`](Self::check), refusing with RATE_LIMITED.
+    /// [`check`](Self::check) of one bucket, refusing with RATE_LIMITED.
     pub async fn admit(&self, key: &str, limit: Limit, cost: u32) -> ApiResult<()> {
-        self.check(key, limit, cost).await.map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })
+        self.check(&[(key, limit)], cost).await.map_err(|retry_after_secs| ApiError::RateLimited { retry_after_secs })
     }
 
-    fn check_memory(&self, key: &str, limit: Limit, cost: u32) -> Result<(), Duration> {
-        let now = Instant::now();
-        let Ok(mut buckets) = self.memory.lock() else {
+    /// [`check`](Self::check) against this instance's own buckets, at `now`.
+    fn take_from_memory(&self, buckets: &[(&str, Limit)], cost: u32, now: Instant) -> Result<(), Duration> {
+        let Ok(mut memory) = self.memory.lock() else {
             // A panic elsewhere poisoned the map: let the request through
             // rather than turn a limiter fault into an outage.
             return Ok(());
         };
-        if buckets.len() >= MEMORY_BUCKETS {
-            buckets.retain(|_, bucket| now.saturating_duration_since(bucket.at) < Duration::from_secs(600));
+        if memory.len() >= MEMORY_BUCKETS {
+            memory.retain(|_, bucket| now.saturating_duration_since(bucket.at) < Duration::from_secs(600));
         }
-        let bucket = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: f64::from(limit.burst), at: now });
-        take_from(bucket, limit, cost, now)
+        let mut wait_ms: f64 = 0.0;
+        for (key, limit) in buckets {
+            let bucket = memory.entry((*key).to_owned()).or_insert(Bucket { tokens: f64::from(limit.burst), at: now });
+            wait_ms = wait_ms.max((f64::from(cost) - bucket.refill(*limit, now)) / limit.per_ms());
+        }
+        if wait_ms > 0.0 {
+            return Err(Duration::from_millis(wait_ms.ceil() as u64));
+        }
+        for (key, _) in buckets {
+            if let Some(bucket) = memory.get_mut(*key) {
+                bucket.tokens -= f64::from(cost);
+            }
+        }
+        Ok(())
     }
 
     /// `None` when Redis is not configured or not reachable right now.
-    async fn check_redis(&self, key: &str, limit: Limit, cost: u32) -> Option<Result<(), Duration>> {
+    async fn check_redis(&self, buckets: &[(&str, Limit)], cost: u32) -> Option<Result<(), Duration>> {
         let redis = self.redis.as_ref()?;
         let mut connection = redis.connection().await?;
-        let mut invocation = redis.script.key(format!("{}:rl:{key}", self.prefix));
-        invocation.arg(limit.per_ms()).arg(limit.burst).arg(cost);
+        let mut invocation = redis.script.prepare_invoke();
+        invocation.arg(cost);
+        for (key, limit) in buckets {
+            invocation.key(format!("{}:rl:{key}", self.prefix)).arg(limit.per_ms()).arg(limit.burst);
+        }
         match tokio::time::timeout(REDIS_TIMEOUT, invocation.invoke_async::<u64>(&mut connection)).await {
             Ok(Ok(0)) => Some(Ok(())),
             Ok(Ok(wait_ms)) => Some(Err(Duration::from_millis(wait_ms))),
@@ -191,24 +212,39 @@ mod tests {
 
     #[test]
     fn a_bucket_allows_its_burst_then_refills_at_its_rate() {
-        let limit = Limit::new(60, 3);
+        let limiter = RateLimiter::new("test", None).unwrap();
+        let bucket = [("a", Limit::new(60, 3))];
         let start = Instant::now();
-        let mut bucket = Bucket { tokens: 3.0, at: start };
         for _ in 0..3 {
-            assert!(take_from(&mut bucket, limit, 1, start).is_ok());
+            assert!(limiter.take_from_memory(&bucket, 1, start).is_ok());
         }
-        let wait = take_from(&mut bucket, limit, 1, start).unwrap_err();
+        let wait = limiter.take_from_memory(&bucket, 1, start).unwrap_err();
         assert!(wait <= Duration::from_secs(1) && wait > Duration::from_millis(900), "{wait:?}");
-        assert!(take_from(&mut bucket, limit, 1, start + Duration::from_secs(1)).is_ok());
-        assert!(take_from(&mut bucket, limit, 2, start + Duration::from_secs(1)).is_err());
+        let later = start + Duration::from_secs(1);
+        assert!(limiter.take_from_memory(&bucket, 1, later).is_ok());
+        assert!(limiter.take_from_memory(&bucket, 2, later).is_err());
     }
 
     #[tokio::test]
     async fn memory_buckets_are_per_key() {
         let limiter = RateLimiter::new("test", None).unwrap();
         let limit = Limit::new(1, 1);
-        assert!(limiter.check("a", limit, 1).await.is_ok());
-        assert!(limiter.check("a", limit, 1).await.is_err());
-        assert!(limiter.check("b", limit, 1).await.is_ok());
+        assert!(limiter.check(&[("a", limit)], 1).await.is_ok());
+        assert!(limiter.check(&[("a", limit)], 1).await.is_err());
+        assert!(limiter.check(&[("b", limit)], 1).await.is_ok());
+    }
+
+    #[test]
+    fn buckets_checked_together_give_a_token_each_or_none() {
+        let limiter = RateLimiter::new("test", None).unwrap();
+        let (roomy, tight) = (("ip", Limit::new(60, 3)), ("caller", Limit::new(30, 1)));
+        let now = Instant::now();
+        assert!(limiter.take_from_memory(&[roomy, tight], 1, now).is_ok());
+        // The tight bucket is empty: refused, the roomy one keeps its two.
+        let wait = limiter.take_from_memory(&[roomy, tight], 1, now).unwrap_err();
+        assert!(wait > Duration::from_millis(1900), "the emptier bucket's wait: {wait:?}");
+        assert!(limiter.take_from_memory(&[roomy], 1, now).is_ok());
+        assert!(limiter.take_from_memory(&[roomy], 1, now).is_ok());
+        assert!(limiter.take_from_memory(&[roomy], 1, now).is_err());
     }
 }

@@ -124,6 +124,29 @@ async fn a_caller_is_limited_across_addresses() {
 }
 
 #[tokio::test]
+async fn a_refused_request_draws_on_none_of_its_buckets() {
+    let app = spawn_app_with(|settings| {
+        settings.trust_proxy_headers = true;
+        // One token a minute: nothing refills while the test runs.
+        (settings.rate_limit_ip_per_minute, settings.rate_limit_ip_burst) = (1, 3);
+        (settings.rate_limit_caller_per_minute, settings.rate_limit_caller_burst) = (1, 1);
+    })
+    .await;
+    let owner = app.token("owner").await;
+    let tenant = app.token("tenant").await;
+    let from = Some("198.51.100.7");
+    assert_eq!(post(&app, Some(&owner), viewer(), from).await.status(), 200);
+    for n in 0..2 {
+        assert_http_limited(post(&app, Some(&owner), viewer(), from).await, &format!("owner again ({n})")).await;
+    }
+    // The owner's refusals left the address its two tokens.
+    assert_eq!(post(&app, Some(&tenant), viewer(), from).await.status(), 200, "the tenant's first");
+    assert_http_limited(post(&app, Some(&tenant), viewer(), from).await, "the tenant's second").await;
+    assert_eq!(post(&app, None, viewer(), from).await.status(), 200, "the address's last token");
+    assert_http_limited(post(&app, None, viewer(), from).await, "the address, now empty").await;
+}
+
+#[tokio::test]
 async fn sign_ins_and_refreshes_have_a_stricter_bucket_per_address() {
     let app = spawn_app_with(|settings| {
         settings.rate_limit_auth_per_minute = 6;

@@ -114,16 +114,20 @@ pub(crate) fn client_ip(req: &HttpRequest, trust_proxy_headers: bool) -> String 
 }
 
 /// Takes `cost` tokens from the client IP's bucket and, for a verified
-/// caller, from the caller's own; the answer when either is empty.
+/// caller, from the caller's own, in one step; the answer when either is
+/// empty (and then neither is drawn on).
 async fn admit(app: &AppContext, client_ip: &str, auth: &Auth, cost: u32) -> Option<HttpResponse> {
     let settings = &app.settings;
-    let mut verdict = app.limiter.check(&format!("ip:{client_ip}"), settings.ip_limit(), cost).await;
-    if verdict.is_ok()
-        && let Auth::Authenticated(caller) = auth
-    {
-        verdict = app.limiter.check(&caller.rate_bucket(), settings.caller_limit(), cost).await;
+    let ip_bucket = format!("ip:{client_ip}");
+    let caller_bucket = match auth {
+        Auth::Authenticated(caller) => Some(caller.rate_bucket()),
+        _ => None,
+    };
+    let mut buckets = vec![(ip_bucket.as_str(), settings.ip_limit())];
+    if let Some(caller_bucket) = &caller_bucket {
+        buckets.push((caller_bucket.as_str(), settings.caller_limit()));
     }
-    verdict.err().map(rate_limited)
+    app.limiter.check(&buckets, cost).await.err().map(rate_limited)
 }
 
 fn rate_limited(retry_after_secs: u64) -> HttpResponse {
