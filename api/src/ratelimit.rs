@@ -52,7 +52,7 @@ const REDIS_BUCKETS: &str = r"
 local cost = tonumber(ARGV[1])
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local tokens = {}
+local tokens, refilled_within = {}, {}
 local wait = 0
 for i, key in ipairs(KEYS) do
     local rate = tonumber(ARGV[2 * i])
@@ -60,14 +60,13 @@ for i, key in ipairs(KEYS) do
     local state = redis.call('HMGET', key, 'tokens', 'at')
     local at = tonumber(state[2]) or now
     tokens[i] = math.min(burst, (tonumber(state[1]) or burst) + math.max(0, now - at) * rate)
+    refilled_within[i] = math.ceil(burst / rate) + 1000
     if tokens[i] < cost then wait = math.max(wait, math.ceil((cost - tokens[i]) / rate)) end
 end
 for i, key in ipairs(KEYS) do
-    local rate = tonumber(ARGV[2 * i])
-    local burst = tonumber(ARGV[2 * i + 1])
     if wait == 0 then tokens[i] = tokens[i] - cost end
     redis.call('HSET', key, 'tokens', tostring(tokens[i]), 'at', now)
-    redis.call('PEXPIRE', key, math.ceil(burst / rate) + 1000)
+    redis.call('PEXPIRE', key, refilled_within[i])
 end
 return wait
 ";

@@ -111,7 +111,7 @@ impl Fixture {
     /// instances of ten raised its p99 by a fifth (twenty-seventh round).
     fn pool_per_api(&self) -> u32 {
         let instances = u32::try_from(self.instances).unwrap_or(u32::MAX);
-        (api::config::Settings::default().db_max_connections / instances).max(1)
+        (one_servers_pool() / instances).max(1)
     }
 
     /// The environment a server process with a pool of `pool` connections
@@ -324,6 +324,11 @@ pub async fn try_call(
     }
 }
 
+/// The database connections a server has by default.
+fn one_servers_pool() -> u32 {
+    api::config::Settings::default().db_max_connections
+}
+
 /// A server process under test, pinned to core 0, killed when dropped.
 pub struct Child {
     process: std::process::Child,
@@ -345,7 +350,7 @@ impl Child {
     }
 
     pub async fn baselines(fixture: &Fixture) -> Self {
-        Self::start(fixture, &["serve-baselines"], "/b0", api::config::Settings::default().db_max_connections).await
+        Self::start(fixture, &["serve-baselines"], "/b0", one_servers_pool()).await
     }
 
     async fn start(fixture: &Fixture, args: &[&str], ready_path: &str, pool: u32) -> Self {

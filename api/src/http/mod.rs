@@ -124,9 +124,7 @@ async fn admit(app: &AppContext, client_ip: &str, auth: &Auth, cost: u32) -> Opt
         _ => None,
     };
     let mut buckets = vec![(ip_bucket.as_str(), settings.ip_limit())];
-    if let Some(caller_bucket) = &caller_bucket {
-        buckets.push((caller_bucket.as_str(), settings.caller_limit()));
-    }
+    buckets.extend(caller_bucket.as_deref().map(|bucket| (bucket, settings.caller_limit())));
     app.limiter.check(&buckets, cost).await.err().map(rate_limited)
 }
 
