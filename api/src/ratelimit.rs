@@ -73,7 +73,7 @@ return wait
 
 pub struct RateLimiter {
     prefix: String,
-    memory: Mutex<HashMap<String, Bucket>>,
+    memory: Mutex<MemoryBuckets>,
     redis: Option<SharedRedis>,
 }
 
@@ -96,6 +96,17 @@ const REDIS_RETRY: Duration = Duration::from_secs(5);
 
 /// Buckets kept in memory before idle ones are dropped.
 const MEMORY_BUCKETS: usize = 100_000;
+/// How long a bucket goes unused before a full map drops it.
+const IDLE: Duration = Duration::from_secs(600);
+/// Idle buckets are looked for at most this often: when every bucket of a
+/// full map is in use, each request would otherwise walk them all.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+/// This instance's own buckets, by key, and when idle ones were last dropped.
+struct MemoryBuckets {
+    by_key: HashMap<String, Bucket>,
+    pruned_at: Instant,
+}
 
 impl RateLimiter {
     pub fn new(prefix: &str, redis_url: Option<&str>) -> Result<Self, redis::RedisError> {
@@ -108,7 +119,11 @@ impl RateLimiter {
                 })
             })
             .transpose()?;
-        Ok(Self { prefix: prefix.to_owned(), memory: Mutex::new(HashMap::new()), redis })
+        Ok(Self {
+            prefix: prefix.to_owned(),
+            memory: Mutex::new(MemoryBuckets { by_key: HashMap::new(), pruned_at: Instant::now() }),
+            redis,
+        })
     }
 
     /// Takes `cost` tokens from each bucket (key and limit) or, when one of
@@ -133,19 +148,21 @@ impl RateLimiter {
             // rather than turn a limiter fault into an outage.
             return Ok(());
         };
-        if memory.len() >= MEMORY_BUCKETS {
-            memory.retain(|_, bucket| now.saturating_duration_since(bucket.at) < Duration::from_secs(600));
+        let MemoryBuckets { by_key, pruned_at } = &mut *memory;
+        if by_key.len() >= MEMORY_BUCKETS && now.saturating_duration_since(*pruned_at) >= PRUNE_EVERY {
+            by_key.retain(|_, bucket| now.saturating_duration_since(bucket.at) < IDLE);
+            *pruned_at = now;
         }
         let mut wait_ms: f64 = 0.0;
         for (key, limit) in buckets {
-            let bucket = memory.entry((*key).to_owned()).or_insert(Bucket { tokens: f64::from(limit.burst), at: now });
+            let bucket = by_key.entry((*key).to_owned()).or_insert(Bucket { tokens: f64::from(limit.burst), at: now });
             wait_ms = wait_ms.max((f64::from(cost) - bucket.refill(*limit, now)) / limit.per_ms());
         }
         if wait_ms > 0.0 {
             return Err(Duration::from_millis(wait_ms.ceil() as u64));
         }
         for (key, _) in buckets {
-            if let Some(bucket) = memory.get_mut(*key) {
+            if let Some(bucket) = by_key.get_mut(*key) {
                 bucket.tokens -= f64::from(cost);
             }
         }
@@ -245,5 +262,26 @@ mod tests {
         assert!(limiter.take_from_memory(&[roomy], 1, now).is_ok());
         assert!(limiter.take_from_memory(&[roomy], 1, now).is_ok());
         assert!(limiter.take_from_memory(&[roomy], 1, now).is_err());
+    }
+
+    #[test]
+    fn a_full_map_drops_idle_buckets_at_most_once_a_second() {
+        let limiter = RateLimiter::new("test", None).unwrap();
+        let limit = Limit::new(60, 3);
+        let start = Instant::now();
+        let keys = (0..MEMORY_BUCKETS).map(|n| format!("ip:{n}")).collect::<Vec<_>>();
+        for key in &keys {
+            limiter.take_from_memory(&[(key, limit)], 1, start).unwrap();
+        }
+        let kept = || limiter.memory.lock().unwrap().by_key.len();
+        let request_at = |key: &str, at: Instant| limiter.take_from_memory(&[(key, limit)], 1, at).unwrap();
+        // Full, with nothing idle yet: a look that drops nothing.
+        request_at("a", start + IDLE - Duration::from_millis(500));
+        assert_eq!(kept(), MEMORY_BUCKETS + 1);
+        // The first buckets are idle now, but the last look was half a second ago.
+        request_at("b", start + IDLE);
+        assert_eq!(kept(), MEMORY_BUCKETS + 2);
+        request_at("c", start + IDLE + Duration::from_millis(500));
+        assert_eq!(kept(), 3, "only the buckets used since are kept");
     }
 }
