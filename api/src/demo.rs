@@ -112,6 +112,7 @@ pub async fn seed_community(db: &DatabaseConnection, name: &str, phone_prefix: &
             for door in 1..=2 {
                 let unit = unit::ActiveModel {
                     building_id: Set(building.id),
+                    community_id: Set(building.community_id),
                     number: Set(format!("{building_number}-{floor}0{door}")),
                     floor: Set(Some(floor)),
                     contacts_version: Set(0),

@@ -39,7 +39,11 @@ fn micros_now() -> u64 {
 
 /// `residents` residents, each the only one of a new unit; their unit ids
 /// and access tokens.
-async fn seed_residents(fixture: &Fixture, building_id: i64, residents: usize) -> Vec<(i64, String)> {
+async fn seed_residents(
+    fixture: &Fixture,
+    (building_id, community_id): (i64, i64),
+    residents: usize,
+) -> Vec<(i64, String)> {
     let now = Utc::now();
     let tokens = TokenService::new(crate::fixture::JWT_SECRET.as_bytes(), &fixture.settings);
     let mut seeded = Vec::with_capacity(residents);
@@ -49,6 +53,7 @@ async fn seed_residents(fixture: &Fixture, building_id: i64, residents: usize) -
             .clone()
             .map(|n| unit::ActiveModel {
                 building_id: Set(building_id),
+                community_id: Set(community_id),
                 number: Set(format!("S5-{n:05}")),
                 floor: Set(None),
                 contacts_version: Set(0),
@@ -104,7 +109,7 @@ pub struct Timing {
 pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, timing: Timing, phone_processes: usize) {
     let servers = Child::apis(fixture).await;
     let seeded = fixture.seed_orders(&servers[0], 0).await;
-    let residents = seed_residents(fixture, seeded.building_id, subscribers).await;
+    let residents = seed_residents(fixture, (seeded.building_id, seeded.community_id), subscribers).await;
     let instances = servers.len();
     let addrs: Vec<&str> = servers.iter().map(Child::addr).collect();
     let tokens: Vec<&str> = residents.iter().map(|(_, token)| token.as_str()).collect();

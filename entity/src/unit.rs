@@ -6,6 +6,9 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub building_id: i64,
+    /// The building's community, kept beside it so that an order's or a
+    /// parcel's place is one key, the unit's.
+    pub community_id: i64,
     /// The door number as residents write it, e.g. "2-1503".
     pub number: String,
     pub floor: Option<i32>,

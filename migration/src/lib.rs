@@ -13,6 +13,7 @@ mod m20261205_000007_event_drafts;
 mod m20261205_000008_number_drafts_after_commit;
 mod m20261205_000009_current_residents_index;
 mod m20261205_000010_numbered_drafts_returned;
+mod m20261206_000011_places_keyed_by_unit;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000008_number_drafts_after_commit::Migration),
             Box::new(m20261205_000009_current_residents_index::Migration),
             Box::new(m20261205_000010_numbered_drafts_returned::Migration),
+            Box::new(m20261206_000011_places_keyed_by_unit::Migration),
         ]
     }
 }

@@ -1592,3 +1592,87 @@ async fn staff_members_are_listed_for_staff_of_the_same_community_only() {
         .collect();
     assert_eq!(set(node_strings(&staff, "id")), expected_other, "the other community's supervisor sees their own");
 }
+
+// ---------------------------------------------------------------------------
+// The database's own guard of places
+// ---------------------------------------------------------------------------
+
+/// An order's or a parcel's unit, building and community are one unit's, and
+/// a unit's community is its building's: the database refuses anything else
+/// (PostgreSQL by composite keys, SQLite by triggers), whatever writes it.
+#[tokio::test]
+async fn the_database_keeps_each_place_one_units() {
+    use entity::{parcel, repair_order, unit};
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+
+    let app = spawn_app().await;
+    let home = &app.home;
+    let unit = home.unit("1-101");
+    let other_building = home.buildings.iter().find(|b| b.id != unit.building_id).expect("a second building");
+    let owner = app.token("owner").await;
+    let desk = app.token("front_desk").await;
+    let submit =
+        "mutation($input: SubmitRepairOrderInput!) { submitRepairOrder(input: $input) { repairOrder { id } } }";
+    let in_unit = json!({ "unitId": unit_id(home, "1-101"), "category": "PLUMBING", "description": "水龙头漏水" });
+    let order = app.data(Some(&owner), submit, json!({ "input": in_unit })).await;
+    let order_id = number_of(&order["submitRepairOrder"]["repairOrder"]["id"]);
+    let supervisor = app.token("supervisor").await;
+    let patrol = json!({ "buildingId": building_id(home, 1), "channel": "PATROL", "category": "PLUMBING",
+        "description": "楼道漏水" });
+    let common_area = app.data(Some(&supervisor), submit, json!({ "input": patrol })).await;
+    let common_area_id = number_of(&common_area["submitRepairOrder"]["repairOrder"]["id"]);
+    let register = "mutation($input: ParcelInput!) { registerParcel(input: $input) { parcel { id } } }";
+    let parcel = |unit: Option<String>, tracking: &str| {
+        json!({ "input": { "kind": "PARCEL", "carrier": "顺丰", "trackingNumber": tracking, "itemCount": 1,
+            "recipientName": "李娜", "unitId": unit, "location": "A-3" } })
+    };
+    let addressed = app.data(Some(&desk), register, parcel(Some(unit_id(home, "1-101")), "SF0001")).await;
+    let addressed_id = number_of(&addressed["registerParcel"]["parcel"]["id"]);
+    let unmatched = app.data(Some(&desk), register, parcel(None, "SF0002")).await;
+    let unmatched_id = number_of(&unmatched["registerParcel"]["parcel"]["id"]);
+
+    let move_order = |id: i64, column: repair_order::Column, value: i64| {
+        repair_order::Entity::update_many()
+            .col_expr(column, Expr::val(value))
+            .filter(repair_order::Column::Id.eq(id))
+            .exec(&app.db)
+    };
+    use repair_order::Column::{BuildingId, CommunityId};
+    assert!(move_order(order_id, BuildingId, other_building.id).await.is_err(), "not the unit's building");
+    assert!(move_order(order_id, CommunityId, app.other.community.id).await.is_err(), "nor its community");
+    assert!(move_order(common_area_id, BuildingId, i64::MAX).await.is_err(), "without a unit, still a building");
+    let move_parcel = |id: i64, community_id: i64| {
+        parcel::Entity::update_many()
+            .col_expr(parcel::Column::CommunityId, Expr::val(community_id))
+            .filter(parcel::Column::Id.eq(id))
+            .exec(&app.db)
+    };
+    assert!(move_parcel(addressed_id, app.other.community.id).await.is_err(), "not the unit's community");
+    assert!(move_parcel(unmatched_id, i64::MAX).await.is_err(), "a parcel without a unit still has a community");
+    let move_unit = unit::Entity::update_many()
+        .col_expr(unit::Column::CommunityId, Expr::val(app.other.community.id))
+        .filter(unit::Column::Id.eq(unit.id));
+    assert!(move_unit.exec(&app.db).await.is_err(), "a unit's community is its building's");
+    let stray_unit = unit::ActiveModel {
+        building_id: Set(unit.building_id),
+        community_id: Set(app.other.community.id),
+        number: Set("9-999".into()),
+        floor: Set(None),
+        contacts_version: Set(0),
+        created_at: Set(chrono::Utc::now()),
+        ..Default::default()
+    };
+    assert!(stray_unit.insert(&app.db).await.is_err(), "a new unit too");
+
+    let kept = repair_order::Entity::find_by_id(order_id).one(&app.db).await.expect("read").expect("the order");
+    assert_eq!(
+        (kept.unit_id, kept.building_id, kept.community_id),
+        (Some(unit.id), unit.building_id, home.community.id)
+    );
+}
+
+/// The number in a GraphQL id such as `ro_12`.
+fn number_of(id: &Value) -> i64 {
+    let id = id.as_str().unwrap_or_else(|| panic!("no id in {id}"));
+    id.rsplit('_').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not an id: {id}"))
+}

@@ -146,15 +146,7 @@ fn staff(caller: &Caller, action: Action) -> ApiResult<&Principal> {
 /// A unit of the community, for callers that see the whole community.
 async fn unit_of_community(db: &impl ConnectionTrait, community_id: i64, unit_id: i64) -> ApiResult<unit::Model> {
     unit::Entity::find_by_id(unit_id)
-        .filter(
-            unit::Column::BuildingId.in_subquery(
-                Query::select()
-                    .column(entity::building::Column::Id)
-                    .from(entity::building::Entity)
-                    .and_where(entity::building::Column::CommunityId.eq(community_id))
-                    .take(),
-            ),
-        )
+        .filter(unit::Column::CommunityId.eq(community_id))
         .one(db)
         .await?
         .ok_or(ApiError::NotFound("unit"))

@@ -40,14 +40,6 @@ pub fn buildings_assigned_to(butler_id: i64) -> SelectStatement {
         .take()
 }
 
-fn buildings_of_community(community_id: i64) -> SelectStatement {
-    Query::select()
-        .column(building::Column::Id)
-        .from(building::Entity.table_ref())
-        .and_where(building::Column::CommunityId.eq(community_id))
-        .take()
-}
-
 pub fn buildings(principal: &Principal) -> Condition {
     match (principal.role, principal.community_id) {
         (Role::Resident, _) => Condition::all().add(
@@ -73,9 +65,7 @@ pub fn units(principal: &Principal) -> Condition {
         (Role::Butler, _) => {
             Condition::all().add(unit::Column::BuildingId.in_subquery(buildings_assigned_to(principal.user_id)))
         }
-        (Role::Staff, Some(community_id)) => {
-            Condition::all().add(unit::Column::BuildingId.in_subquery(buildings_of_community(community_id)))
-        }
+        (Role::Staff, Some(community_id)) => Condition::all().add(unit::Column::CommunityId.eq(community_id)),
         (Role::Staff, None) => nothing(),
     }
 }

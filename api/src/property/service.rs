@@ -120,6 +120,7 @@ pub async fn create_unit(
     }
     unit::ActiveModel {
         building_id: Set(building.id),
+        community_id: Set(building.community_id),
         number: Set(number),
         floor: Set(floor),
         contacts_version: Set(0),

@@ -397,6 +397,7 @@ impl RelatedShown {
             let unread = unit::Model {
                 id: 0,
                 building_id: 0,
+                community_id: 0,
                 number: String::new(),
                 floor: None,
                 contacts_version: 0,
@@ -899,7 +900,7 @@ struct ResidentsPlace {
 /// their phone. No row when the unit is not one of the resident's own.
 fn place_in_residents_unit(principal: &Principal, unit_id: i64) -> SelectStatement {
     let sources = [
-        Expr::col((building::Entity, building::Column::CommunityId)),
+        Expr::col((unit::Entity, unit::Column::CommunityId)),
         Expr::col((unit::Entity, unit::Column::BuildingId)),
         Expr::col((unit::Entity, unit::Column::Id)),
         Expr::col((user::Entity, user::Column::Id)),
@@ -911,10 +912,6 @@ fn place_in_residents_unit(principal: &Principal, unit_id: i64) -> SelectStateme
     }
     place
         .from(unit::Entity)
-        .inner_join(
-            building::Entity,
-            Expr::col((building::Entity, building::Column::Id)).equals((unit::Entity, unit::Column::BuildingId)),
-        )
         .left_join(user::Entity, Expr::col((user::Entity, user::Column::Id)).eq(principal.user_id))
         .and_where(Expr::col((unit::Entity, unit::Column::Id)).eq(unit_id))
         .cond_where(scope::units(principal))
@@ -1357,7 +1354,7 @@ mod tests {
         let (sql, values) = insert.build(sea_orm::sea_query::PostgresQueryBuilder);
         assert_eq!(
             sql,
-            r#"INSERT INTO "repair_order" ("community_id", "building_id", "unit_id", "resident_id", "created_by", "contact_phone") SELECT "place"."community_id", "place"."building_id", "place"."unit_id", "place"."resident_id", $1, $2 FROM (SELECT "building"."community_id" AS "community_id", "unit"."building_id" AS "building_id", "unit"."id" AS "unit_id", "user"."id" AS "resident_id", "user"."phone" AS "contact_phone" FROM "unit" INNER JOIN "building" ON "building"."id" = "unit"."building_id" LEFT JOIN "user" ON "user"."id" = $3 WHERE "unit"."id" = $4 AND "unit"."id" IN (SELECT "unit_id" FROM "unit_membership" WHERE "unit_membership"."user_id" = $5 AND "unit_membership"."moved_out_on" IS NULL)) AS "place" RETURNING *"#
+            r#"INSERT INTO "repair_order" ("community_id", "building_id", "unit_id", "resident_id", "created_by", "contact_phone") SELECT "place"."community_id", "place"."building_id", "place"."unit_id", "place"."resident_id", $1, $2 FROM (SELECT "unit"."community_id" AS "community_id", "unit"."building_id" AS "building_id", "unit"."id" AS "unit_id", "user"."id" AS "resident_id", "user"."phone" AS "contact_phone" FROM "unit" LEFT JOIN "user" ON "user"."id" = $3 WHERE "unit"."id" = $4 AND "unit"."id" IN (SELECT "unit_id" FROM "unit_membership" WHERE "unit_membership"."user_id" = $5 AND "unit_membership"."moved_out_on" IS NULL)) AS "place" RETURNING *"#
         );
         let phone = sea_orm::Value::from(Some("13900001111".to_owned()));
         let id_value = |id: i64| sea_orm::Value::from(id);
@@ -1482,6 +1479,7 @@ mod tests {
         let building = building.insert(&db).await.expect("building");
         let unit = unit::ActiveModel {
             building_id: Set(building.id),
+            community_id: Set(community.id),
             number: Set("1202".into()),
             floor: Set(Some(12)),
             contacts_version: Set(3),
