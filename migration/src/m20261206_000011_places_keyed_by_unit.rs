@@ -127,22 +127,25 @@ fn sqlite_down() -> Vec<String> {
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         match manager.get_database_backend() {
-            DbBackend::Postgres => execute(manager, [POSTGRES_UP.to_owned()]).await,
+            DbBackend::Postgres => execute(manager, [POSTGRES_UP]).await,
             _ => execute(manager, sqlite_up()).await,
         }
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         match manager.get_database_backend() {
-            DbBackend::Postgres => execute(manager, [POSTGRES_DOWN.to_owned()]).await,
+            DbBackend::Postgres => execute(manager, [POSTGRES_DOWN]).await,
             _ => execute(manager, sqlite_down()).await,
         }
     }
 }
 
-async fn execute(manager: &SchemaManager<'_>, statements: impl IntoIterator<Item = String>) -> Result<(), DbErr> {
+async fn execute(
+    manager: &SchemaManager<'_>,
+    statements: impl IntoIterator<Item = impl AsRef<str>>,
+) -> Result<(), DbErr> {
     for statement in statements {
-        manager.get_connection().execute_unprepared(&statement).await?;
+        manager.get_connection().execute_unprepared(statement.as_ref()).await?;
     }
     Ok(())
 }

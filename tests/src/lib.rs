@@ -255,6 +255,14 @@ pub fn id_of(kind: &str, id: i64) -> String {
     format!("{kind}_{id}")
 }
 
+/// The row number in an id of `kind` such as `ro_12`; the inverse of [`id_of`].
+pub fn number_of(kind: &str, id: &str) -> i64 {
+    id.strip_prefix(kind)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not an id of kind {kind}: {id}"))
+}
+
 /// A graphql-transport-ws client speaking JSON messages.
 pub struct WsClient {
     stream: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,

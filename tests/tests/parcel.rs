@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures_util::future::join_all;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
-use tests::{QUIET, Subscriber, TestApp, error_code, error_field, id_of, seq, spawn_app, spawn_app_with};
+use tests::{QUIET, Subscriber, TestApp, error_code, error_field, id_of, number_of, seq, spawn_app, spawn_app_with};
 
 // ---------------------------------------------------------------------------
 // Operations
@@ -126,13 +126,6 @@ async fn try_register_many(app: &TestApp, token: &str, parcels: Vec<Value>) -> V
 
 fn id(parcel: &Value) -> String {
     parcel["id"].as_str().unwrap_or_else(|| panic!("no parcel id in {parcel}")).to_owned()
-}
-
-fn number_of(parcel_id: &str) -> i64 {
-    parcel_id
-        .strip_prefix("pcl_")
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("not a parcel id: {parcel_id}"))
 }
 
 async fn try_read(app: &TestApp, token: &str, parcel_id: &str) -> Value {
@@ -949,7 +942,7 @@ async fn reminders_follow_the_schedule_and_then_the_parcel_is_overdue() {
 
     // Each reminder is recorded.
     let reminders = entity::parcel_reminder::Entity::find()
-        .filter(entity::parcel_reminder::Column::ParcelId.eq(number_of(&parcel_id)))
+        .filter(entity::parcel_reminder::Column::ParcelId.eq(number_of("pcl", &parcel_id)))
         .order_by_asc(entity::parcel_reminder::Column::Number)
         .all(&app.db)
         .await
@@ -959,7 +952,7 @@ async fn reminders_follow_the_schedule_and_then_the_parcel_is_overdue() {
         assert_near(reminder.sent_at, base + hours(at), "recorded when sent");
     }
     let others = entity::parcel_reminder::Entity::find()
-        .filter(entity::parcel_reminder::Column::ParcelId.ne(number_of(&parcel_id)))
+        .filter(entity::parcel_reminder::Column::ParcelId.ne(number_of("pcl", &parcel_id)))
         .all(&app.db)
         .await
         .expect("reminders");
@@ -1108,7 +1101,7 @@ async fn the_desk_summary_days_run_from_midnight_to_midnight_in_utc_plus_8() {
     for (tracking, when) in received {
         let parcel_id = register_for(&app, &desk, "1-102", tracking).await;
         entity::parcel::ActiveModel {
-            id: Set(number_of(&parcel_id)),
+            id: Set(number_of("pcl", &parcel_id)),
             received_at: Set(at(when)),
             ..Default::default()
         }
@@ -1122,7 +1115,7 @@ async fn the_desk_summary_days_run_from_midnight_to_midnight_in_utc_plus_8() {
     assert!(pick_up(&app, &desk, &ids[0], &code, Some("李娜")).await.get("errors").is_none());
     assert!(try_return(&app, &desk, &ids[3], "refused").await.get("errors").is_none());
     let backdate = |id: &str, picked: Option<&str>, returned: Option<&str>| entity::parcel::ActiveModel {
-        id: Set(number_of(id)),
+        id: Set(number_of("pcl", id)),
         picked_up_at: Set(picked.map(at)),
         returned_at: Set(returned.map(at)),
         ..Default::default()

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use api::demo::{DEMO_PASSWORD, SeededCommunity};
 use serde_json::{Value, json};
-use tests::{TestApp, error_code, error_field, id_of, spawn_app};
+use tests::{TestApp, error_code, error_field, id_of, number_of, spawn_app};
 
 // ---------------------------------------------------------------------------
 // Queries and mutations
@@ -1615,21 +1615,21 @@ async fn the_database_keeps_each_place_one_units() {
         "mutation($input: SubmitRepairOrderInput!) { submitRepairOrder(input: $input) { repairOrder { id } } }";
     let in_unit = json!({ "unitId": unit_id(home, "1-101"), "category": "PLUMBING", "description": "水龙头漏水" });
     let order = app.data(Some(&owner), submit, json!({ "input": in_unit })).await;
-    let order_id = number_of(&order["submitRepairOrder"]["repairOrder"]["id"]);
+    let order_id = number_of("ro", order["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("id"));
     let supervisor = app.token("supervisor").await;
     let patrol = json!({ "buildingId": building_id(home, 1), "channel": "PATROL", "category": "PLUMBING",
         "description": "楼道漏水" });
     let common_area = app.data(Some(&supervisor), submit, json!({ "input": patrol })).await;
-    let common_area_id = number_of(&common_area["submitRepairOrder"]["repairOrder"]["id"]);
+    let common_area_id = number_of("ro", common_area["submitRepairOrder"]["repairOrder"]["id"].as_str().expect("id"));
     let register = "mutation($input: ParcelInput!) { registerParcel(input: $input) { parcel { id } } }";
     let parcel = |unit: Option<String>, tracking: &str| {
         json!({ "input": { "kind": "PARCEL", "carrier": "顺丰", "trackingNumber": tracking, "itemCount": 1,
             "recipientName": "李娜", "unitId": unit, "location": "A-3" } })
     };
     let addressed = app.data(Some(&desk), register, parcel(Some(unit_id(home, "1-101")), "SF0001")).await;
-    let addressed_id = number_of(&addressed["registerParcel"]["parcel"]["id"]);
+    let addressed_id = number_of("pcl", addressed["registerParcel"]["parcel"]["id"].as_str().expect("id"));
     let unmatched = app.data(Some(&desk), register, parcel(None, "SF0002")).await;
-    let unmatched_id = number_of(&unmatched["registerParcel"]["parcel"]["id"]);
+    let unmatched_id = number_of("pcl", unmatched["registerParcel"]["parcel"]["id"].as_str().expect("id"));
 
     let move_order = |id: i64, column: repair_order::Column, value: i64| {
         repair_order::Entity::update_many()
@@ -1669,10 +1669,4 @@ async fn the_database_keeps_each_place_one_units() {
         (kept.unit_id, kept.building_id, kept.community_id),
         (Some(unit.id), unit.building_id, home.community.id)
     );
-}
-
-/// The number in a GraphQL id such as `ro_12`.
-fn number_of(id: &Value) -> i64 {
-    let id = id.as_str().unwrap_or_else(|| panic!("no id in {id}"));
-    id.rsplit('_').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not an id: {id}"))
 }

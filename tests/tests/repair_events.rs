@@ -15,7 +15,9 @@ use entity::{event, unit_membership};
 use futures_util::{StreamExt, future::join_all};
 use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
-use tests::{EVENT_WAIT, QUIET, SUBSCRIPTION_ID, Subscriber, TestApp, id_of, seq, spawn_app, spawn_app_with};
+use tests::{
+    EVENT_WAIT, QUIET, SUBSCRIPTION_ID, Subscriber, TestApp, id_of, number_of, seq, spawn_app, spawn_app_with,
+};
 use tokio::sync::oneshot;
 
 const EVENTS: &str = "subscription($after: String) { repairOrderEvents(after: $after) { cursor kind occurredAt repairOrder { id state } } }";
@@ -131,10 +133,6 @@ async fn assign(app: &TestApp, token: &str, order: &str) {
 
 async fn act(app: &TestApp, token: &str, mutation: &str, order: &str) {
     app.data(Some(token), mutation, json!({ "order": order })).await;
-}
-
-fn order_number(order: &str) -> i64 {
-    order.strip_prefix("ro_").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("not a repair order id: {order}"))
 }
 
 /// The id of `key`'s current membership of unit `number` in the home community.
@@ -450,7 +448,7 @@ async fn an_event_that_commits_late_is_delivered_and_not_overtaken() {
         community_id: app.home.community.id,
         kind: "STARTED",
         entity_type: "REPAIR_ORDER",
-        entity_id: order_number(&existing),
+        entity_id: number_of("ro", &existing),
         recipients: vec![tenant_id],
     };
     let (appended_now, appended) = oneshot::channel();
@@ -647,7 +645,7 @@ async fn append_one_by_one(app: &TestApp, count: usize, recipient: i64, order: &
             community_id: app.home.community.id,
             kind: "OVERDUE",
             entity_type: "REPAIR_ORDER",
-            entity_id: order_number(order),
+            entity_id: number_of("ro", order),
             recipients: vec![recipient],
         };
         app.context.writers.write(async |txn| Ok(api::events::append(txn, vec![event]).await?)).await.expect("append");
@@ -678,7 +676,7 @@ async fn events_committed_on_two_instances_at_once_reach_both_in_the_same_order(
     app.settle_events().await;
 
     let committed: Vec<i64> = event::Entity::find()
-        .filter(event::Column::EntityId.eq(order_number(&order)))
+        .filter(event::Column::EntityId.eq(number_of("ro", &order)))
         .filter(event::Column::Kind.eq("OVERDUE"))
         .order_by_asc(event::Column::Seq)
         .all(&app.db)
@@ -752,7 +750,7 @@ async fn append_burst(
         community_id: app.home.community.id,
         kind: "OVERDUE",
         entity_type: "REPAIR_ORDER",
-        entity_id: order_number(order),
+        entity_id: number_of("ro", order),
         recipients: vec![user],
     };
     let events = (0..count).flat_map(|_| [event(recipient, order), event(bystander, their_order)]).collect();
@@ -760,7 +758,7 @@ async fn append_burst(
     app.context.events.committed();
     app.settle_events().await;
     let appended = event::Entity::find()
-        .filter(event::Column::EntityId.eq(order_number(order)))
+        .filter(event::Column::EntityId.eq(number_of("ro", order)))
         .filter(event::Column::Kind.eq("OVERDUE"))
         .order_by_asc(event::Column::Seq)
         .all(&app.db)
