@@ -317,14 +317,19 @@ impl WrittenWith {
         self
     }
 
-    /// The statement, answering with the written row.
-    pub fn statement(self) -> Statement {
+    /// The query, answering with the written row.
+    pub fn query(self) -> WithQuery {
         let answer = Query::select().column(Asterisk).from(Alias::new(WRITTEN)).take();
         // Built in place: sea-query's builders hand back `&mut`, and
         // `to_owned()` (as in `WithClause::query`) would copy the whole tree.
         let mut query = WithQuery::new();
         query.with_clause(self.clauses).query(answer);
-        StatementBuilder::build(&query, &DbBackend::Postgres)
+        query
+    }
+
+    /// The query's statement.
+    pub fn statement(self) -> Statement {
+        StatementBuilder::build(&self.query(), &DbBackend::Postgres)
     }
 }
 

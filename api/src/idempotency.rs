@@ -7,7 +7,7 @@
 //! that was rolled back.
 
 use async_graphql::Context;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use entity::idempotency_key;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
@@ -108,20 +108,26 @@ impl Claim {
         Ok(())
     }
 
-    /// Records the key with the row `statement` writes, in that statement
-    /// (PostgreSQL); its error goes through [`taken`].
-    pub fn recorded_with(&self, statement: WrittenWith, created_id: Expr) -> WrittenWith {
+    /// The caller, operation, key and request hash, as [`Claim::recorded_with`] takes them.
+    pub fn texts(&self) -> [&str; 4] {
+        [&self.caller, &self.operation, &self.key, &self.request_hash]
+    }
+
+    /// Records the key of `texts` ([`Claim::texts`]) with the row `statement`
+    /// writes, in that statement (PostgreSQL); its error goes through [`taken`].
+    pub fn recorded_with(statement: WrittenWith, texts: [&str; 4], created_id: Expr, at: DateTime<Utc>) -> WrittenWith {
         use idempotency_key::Column;
+        let [caller, operation, key, request_hash] = texts;
         statement.insert(
             idempotency_key::Entity,
             [
-                (Column::Caller, Expr::val(&self.caller)),
-                (Column::Operation, Expr::val(&self.operation)),
-                (Column::Key, Expr::val(&self.key)),
-                (Column::RequestHash, Expr::val(&self.request_hash)),
+                (Column::Caller, Expr::val(caller)),
+                (Column::Operation, Expr::val(operation)),
+                (Column::Key, Expr::val(key)),
+                (Column::RequestHash, Expr::val(request_hash)),
                 // The JSON array `record` writes, of the one id.
                 (Column::CreatedIds, Expr::cust_with_expr("json_build_array($1)::text", created_id)),
-                (Column::CreatedAt, Expr::val(Utc::now())),
+                (Column::CreatedAt, Expr::val(at)),
             ],
         )
     }

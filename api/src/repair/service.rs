@@ -16,10 +16,10 @@ use entity::{
 use sea_orm::{
     ActiveModelTrait, ActiveValue,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, IdenStatic,
-    Iterable, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef, Select,
-    Statement,
-    sea_query::{Alias, Expr, ExprTrait, InsertStatement, LikeExpr, Query, SelectStatement},
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    IdenStatic, Iterable, JoinType, PaginatorTrait, QueryFilter, QueryResult, QuerySelect, QueryTrait, RelationDef,
+    Select, Statement,
+    sea_query::{Alias, Expr, ExprTrait, InsertStatement, LikeExpr, Query, SelectStatement, WithQuery},
 };
 
 use super::{
@@ -570,18 +570,17 @@ struct Change {
     note: Option<String>,
 }
 
-/// A submitted order with the rows written with it: its photos, its first
+/// A submitted order with the rows written with it, one statement after
+/// another in the writer's transaction (SQLite): its photos, its first
 /// timeline entry, its event and the caller's idempotency key.
 struct NewOrder<'a> {
     order: repair_order::ActiveModel,
     photos: &'a [photos::StoredPhoto],
-    change: Change,
     claim: Option<&'a Claim>,
     now: DateTime<Utc>,
 }
 
 impl NewOrder<'_> {
-    /// One statement after another, in the writer's transaction (SQLite).
     async fn insert_in_steps(self, txn: &impl ConnectionTrait, recipients: Vec<i64>) -> ApiResult<repair_order::Model> {
         let order = self.order.insert(txn).await?;
         if !self.photos.is_empty() {
@@ -599,59 +598,130 @@ impl NewOrder<'_> {
         if let Some(claim) = self.claim {
             claim.record(txn, &[order.id]).await?;
         }
-        record(txn, &order, None, Some(RepairState::Submitted), self.change, recipients, self.now).await?;
+        let change = submitted_by(order.created_by);
+        record(txn, &order, None, Some(RepairState::Submitted), change, recipients, self.now).await?;
         Ok(order)
     }
+}
 
-    /// The same rows in one statement, which commits on its own (PostgreSQL):
-    /// one round trip where the steps take five, and the event's recipients
-    /// (`groups`) are read by the statement itself.
-    ///
-    /// With `place`, the order's place is read by the statement too (see
-    /// [`insert_placed`]); when it finds none, nothing is written and the
-    /// unit is NOT_FOUND.
-    async fn insert_in_one_statement(
-        self,
-        db: &DatabaseConnection,
-        place: Option<SelectStatement>,
-        groups: Vec<SelectStatement>,
-    ) -> ApiResult<repair_order::Model> {
-        use repair_order::Column as Order;
-        let placed = place.is_some();
-        let order = match place {
-            Some(place) => insert_placed(&self.order, place),
-            None => repair_order::Entity::insert(self.order).query().returning_all().take(),
-        };
-        let mut statement = WrittenWith::new(order);
-        for photo in self.photos {
-            use repair_photo::Column;
-            statement = statement.insert(
-                repair_photo::Entity,
-                [
-                    (Column::OrderId, written(Order::Id)),
-                    (Column::ContentType, Expr::val(photo.content_type)),
-                    (Column::ByteSize, Expr::val(photo.byte_size)),
-                    (Column::StorageName, Expr::val(&photo.storage_name)),
-                    (Column::CreatedAt, Expr::val(self.now)),
-                ],
-            );
-        }
-        if let Some(claim) = self.claim {
-            statement = claim.recorded_with(statement, written(Order::Id));
-        }
-        let statement =
-            recorded_with(statement, None, Some(RepairState::Submitted), self.change, groups, self.now).statement();
-        let written = repair_order::Model::find_by_statement(statement).one(db).await;
-        let written = match self.claim {
-            Some(_) => written.map_err(idempotency::taken)?,
-            None => written?,
-        };
-        match written {
-            Some(order) => Ok(order),
-            None if placed => Err(ApiError::NotFound("unit")),
-            None => Err(ApiError::Internal("the new repair order was not returned".into())),
-        }
+/// The first entry of an order's timeline.
+fn submitted_by(submitter: i64) -> Change {
+    Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(submitter), note: None }
+}
+
+/// Submissions written in one statement (PostgreSQL), whose SQL differs
+/// between submissions of one shape only in the values it binds.
+static SUBMISSIONS: LazyLock<Templates<SubmissionShape>> = LazyLock::new(Templates::default);
+
+/// What a submission is written from besides its parameters.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SubmissionShape {
+    /// The resident's unit gives the order's place, read by the statement
+    /// that writes it ([`place_in_residents_unit`]); otherwise the place
+    /// was read before and is among the parameters.
+    place_read_by_the_write: bool,
+    channel: RepairChannel,
+    category: RepairCategory,
+    priority: RepairPriority,
+    /// Each photo's content type.
+    photos: Vec<&'static str>,
+}
+
+/// Where a submission's parameters sit among its `Parameters`.
+mod submission_parameter {
+    /// Who submits: the order's author, and the resident whose unit gives a
+    /// place read by the write.
+    pub const SUBMITTER: usize = 0;
+    pub const UNIT: usize = 1;
+    /// The place read before the write, when it was.
+    pub const COMMUNITY: usize = 2;
+    pub const BUILDING: usize = 3;
+    pub const RESIDENT: usize = 4;
+    pub const DESCRIPTION: usize = 5;
+    pub const PREFERRED_VISIT: usize = 6;
+    pub const CONTACT_PHONE: usize = 7;
+    pub const RESPONSE_DUE: usize = 8;
+    pub const COMPLETION_DUE: usize = 9;
+    pub const NOW: usize = 10;
+    /// The idempotency key's caller, operation, key and request hash.
+    pub const CLAIM: [usize; 4] = [11, 12, 13, 14];
+    /// Each photo's byte size and storage name, in turn.
+    pub const PHOTOS: usize = 15;
+}
+
+/// The order a submission of `shape` and `parameters` writes; with its
+/// place read by the write, without the columns the place gives.
+fn new_order(shape: &SubmissionShape, parameters: &Parameters) -> repair_order::ActiveModel {
+    use submission_parameter::*;
+    let now = parameters.instant(NOW).unwrap_or_default();
+    let mut order = repair_order::ActiveModel {
+        created_by: Set(parameters.id(SUBMITTER).unwrap_or_default()),
+        channel: Set(shape.channel),
+        category: Set(shape.category),
+        description: Set(parameters.text(DESCRIPTION).unwrap_or_default().to_owned()),
+        priority: Set(shape.priority),
+        state: Set(RepairState::Submitted),
+        preferred_visit_at: Set(parameters.instant(PREFERRED_VISIT)),
+        response_due_at: Set(parameters.instant(RESPONSE_DUE).unwrap_or_default()),
+        completion_due_at: Set(parameters.instant(COMPLETION_DUE).unwrap_or_default()),
+        response_overdue: Set(false),
+        completion_overdue: Set(false),
+        version: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    if let Some(phone) = parameters.text(CONTACT_PHONE) {
+        order.contact_phone = Set(Some(phone.to_owned()));
     }
+    if !shape.place_read_by_the_write {
+        order.community_id = Set(parameters.id(COMMUNITY).unwrap_or_default());
+        order.building_id = Set(parameters.id(BUILDING).unwrap_or_default());
+        order.unit_id = Set(parameters.id(UNIT));
+        order.resident_id = Set(parameters.id(RESIDENT));
+    }
+    order
+}
+
+/// The one statement of a submission (PostgreSQL): the order, its photos,
+/// the idempotency key, the first timeline entry and the event, whose
+/// recipients the statement reads (one round trip where the steps take
+/// five). With its place read by the write, it writes nothing when the
+/// resident may not report for the unit.
+fn submission_statement(shape: &SubmissionShape, parameters: &Parameters) -> WithQuery {
+    use repair_order::Column as Order;
+    use submission_parameter::*;
+    let order = new_order(shape, parameters);
+    let (submitter, now) = (parameters.id(SUBMITTER).unwrap_or_default(), parameters.instant(NOW).unwrap_or_default());
+    let (insert, groups) = if shape.place_read_by_the_write {
+        let resident = Principal { user_id: submitter, role: Role::Resident, position: None, community_id: None };
+        let place = place_in_residents_unit(&resident, parameters.id(UNIT).unwrap_or_default());
+        let groups = groups_at(written(Order::CommunityId), written(Order::BuildingId), Some(written(Order::UnitId)));
+        (insert_placed(&order, place), groups)
+    } else {
+        let at = |position| Expr::val(parameters.id(position).unwrap_or_default());
+        let groups = groups_at(at(COMMUNITY), at(BUILDING), parameters.id(UNIT).map(Expr::val));
+        (repair_order::Entity::insert(order).query().returning_all().take(), groups)
+    };
+    let mut statement = WrittenWith::new(insert);
+    for (photo, content_type) in shape.photos.iter().enumerate() {
+        use repair_photo::Column;
+        let at = PHOTOS + 2 * photo;
+        statement = statement.insert(
+            repair_photo::Entity,
+            [
+                (Column::OrderId, written(Order::Id)),
+                (Column::ContentType, Expr::val(*content_type)),
+                (Column::ByteSize, Expr::val(parameters.number(at).unwrap_or_default())),
+                (Column::StorageName, Expr::val(parameters.text(at + 1).unwrap_or_default())),
+                (Column::CreatedAt, Expr::val(now)),
+            ],
+        );
+    }
+    if let [Some(caller), Some(operation), Some(key), Some(hash)] = CLAIM.map(|at| parameters.text(at)) {
+        statement = Claim::recorded_with(statement, [caller, operation, key, hash], written(Order::Id), now);
+    }
+    recorded_with(statement, None, Some(RepairState::Submitted), submitted_by(submitter), groups, now).query()
 }
 
 /// Applies `update` to `order` if it is still at the version that was read
@@ -799,13 +869,24 @@ pub struct Submission {
 /// write, or, for a resident on PostgreSQL, read by the write itself.
 enum Place<'a> {
     Known(Placement),
-    /// The resident's unit as `place` ([`place_in_residents_unit`]) reads
-    /// it, by the one statement that writes on `db`: it writes nothing when
-    /// the resident may not report for the unit.
+    /// The resident's unit, read ([`place_in_residents_unit`]) by the one
+    /// statement that writes on `db`: it writes nothing when the resident
+    /// may not report for the unit.
     InTheWrite {
         db: &'a DatabaseConnection,
-        place: Box<SelectStatement>,
     },
+}
+
+impl Place<'_> {
+    /// The phone of the resident an order is for, when read before the
+    /// write: the order's contact unless the submission gives one. (A place
+    /// read by the write gives it there.)
+    fn residents_phone(&self) -> Option<String> {
+        match self {
+            Place::Known(placement) => placement.resident.as_ref().map(|resident| resident.phone.clone()),
+            Place::InTheWrite { .. } => None,
+        }
+    }
 }
 
 /// Where an order is and whom it is for.
@@ -834,12 +915,11 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
             return Err(ApiError::bad_input("residentId", "residents report for themselves"));
         }
         let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
-        let residents_place = place_in_residents_unit(principal, unit_id);
         if let Some(db) = app.writers.alone() {
-            return Ok(Place::InTheWrite { db, place: Box::new(residents_place) });
+            return Ok(Place::InTheWrite { db });
         }
         // SQLite's writes take turns in steps: the place is read first.
-        let read = db.get_database_backend().build(&residents_place);
+        let read = db.get_database_backend().build(&place_in_residents_unit(principal, unit_id));
         let placed = ResidentsPlace::find_by_statement(read).one(db).await?.ok_or(ApiError::NotFound("unit"))?;
         return Ok(Place::Known(Placement {
             community_id: placed.community_id,
@@ -997,60 +1077,82 @@ pub async fn submit(
             .map(|within| now + within)
             .map_err(|_| ApiError::Internal("repair SLA out of range".into()))
     };
-    let mut order = repair_order::ActiveModel {
-        created_by: Set(principal.user_id),
-        category: Set(submission.category),
-        description: Set(description),
-        priority: Set(submission.priority),
-        state: Set(RepairState::Submitted),
-        preferred_visit_at: Set(submission.preferred_visit_at),
-        response_due_at: Set(due(response_within)?),
-        completion_due_at: Set(due(completion_within)?),
-        response_overdue: Set(false),
-        completion_overdue: Set(false),
-        version: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    };
-    if let Some(phone) = contact_phone {
-        order.contact_phone = Set(Some(phone));
-    }
-    // A new order concerns its place's people; nobody is assigned yet.
-    let groups = match &place {
-        Place::Known(placement) => {
-            order.community_id = Set(placement.community_id);
-            order.building_id = Set(placement.building_id);
-            order.unit_id = Set(placement.unit_id);
-            order.resident_id = Set(placement.resident.as_ref().map(|r| r.id));
-            order.channel = Set(placement.channel);
-            if order.contact_phone.is_not_set() {
-                order.contact_phone = Set(placement.resident.as_ref().map(|r| r.phone.clone()));
+    let (response_due, completion_due) = (due(response_within)?, due(completion_within)?);
+    let mut parameters = vec![None; submission_parameter::PHOTOS];
+    let mut given = |position, parameter| parameters[position] = Some(parameter);
+    {
+        use submission_parameter::*;
+        given(SUBMITTER, Parameter::Id(principal.user_id));
+        given(DESCRIPTION, Parameter::Text(description));
+        if let Some(at) = submission.preferred_visit_at {
+            given(PREFERRED_VISIT, Parameter::Instant(at));
+        }
+        given(RESPONSE_DUE, Parameter::Instant(response_due));
+        given(COMPLETION_DUE, Parameter::Instant(completion_due));
+        given(NOW, Parameter::Instant(now));
+        if let Some(phone) = contact_phone.or_else(|| place.residents_phone()) {
+            given(CONTACT_PHONE, Parameter::Text(phone));
+        }
+        match &place {
+            Place::Known(placement) => {
+                given(COMMUNITY, Parameter::Id(placement.community_id));
+                given(BUILDING, Parameter::Id(placement.building_id));
+                if let Some(unit_id) = placement.unit_id {
+                    given(UNIT, Parameter::Id(unit_id));
+                }
+                if let Some(resident) = &placement.resident {
+                    given(RESIDENT, Parameter::Id(resident.id));
+                }
             }
-            groups_at(
+            Place::InTheWrite { .. } => given(UNIT, Parameter::Id(submission.unit_id.unwrap_or_default())),
+        }
+        for (position, text) in CLAIM.into_iter().zip(claim.map(Claim::texts).into_iter().flatten()) {
+            given(position, Parameter::Text(text.to_owned()));
+        }
+    }
+    let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
+    for photo in &stored {
+        parameters.push(Some(Parameter::Number(photo.byte_size)));
+        parameters.push(Some(Parameter::Text(photo.storage_name.clone())));
+    }
+    let shape = SubmissionShape {
+        place_read_by_the_write: matches!(place, Place::InTheWrite { .. }),
+        channel: match &place {
+            Place::Known(placement) => placement.channel,
+            Place::InTheWrite { .. } => RepairChannel::App,
+        },
+        category: submission.category,
+        priority: submission.priority,
+        photos: stored.iter().map(|photo| photo.content_type).collect(),
+    };
+    let parameters = Parameters::new(parameters);
+    let result = match (place, app.writers.alone()) {
+        (Place::InTheWrite { db }, _) | (Place::Known(_), Some(db)) => {
+            let statement = SUBMISSIONS.statement(DbBackend::Postgres, &shape, &parameters, submission_statement);
+            let written = repair_order::Model::find_by_statement(statement).one(db).await;
+            match (written, claim) {
+                (Ok(Some(order)), _) => Ok(order),
+                (Ok(None), _) if shape.place_read_by_the_write => Err(ApiError::NotFound("unit")),
+                (Ok(None), _) => Err(ApiError::Internal("the new repair order was not returned".into())),
+                (Err(err), Some(_)) => Err(idempotency::taken(err)),
+                (Err(err), None) => Err(err.into()),
+            }
+        }
+        // Read before taking the writer connection, SQLite's one lane.
+        (Place::Known(placement), None) => {
+            let groups = groups_at(
                 Expr::val(placement.community_id),
                 Expr::val(placement.building_id),
                 placement.unit_id.map(Expr::val),
-            )
+            );
+            match audience::people(&app.db, groups, None).await {
+                Ok(recipients) => {
+                    let new = NewOrder { order: new_order(&shape, &parameters), photos: &stored, claim, now };
+                    app.writers.write(async |txn| new.insert_in_steps(txn, recipients).await).await
+                }
+                Err(err) => Err(err.into()),
+            }
         }
-        Place::InTheWrite { .. } => {
-            use repair_order::Column as Order;
-            order.channel = Set(RepairChannel::App);
-            groups_at(written(Order::CommunityId), written(Order::BuildingId), Some(written(Order::UnitId)))
-        }
-    };
-    let change =
-        Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(principal.user_id), note: None };
-    let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
-    let new = NewOrder { order, photos: &stored, change, claim, now };
-    let result = match (place, app.writers.alone()) {
-        (Place::InTheWrite { db, place }, _) => new.insert_in_one_statement(db, Some(*place), groups).await,
-        (Place::Known(_), Some(db)) => new.insert_in_one_statement(db, None, groups).await,
-        // Read before taking the writer connection, SQLite's one lane.
-        (Place::Known(_), None) => match audience::people(&app.db, groups, None).await {
-            Ok(recipients) => app.writers.write(async |txn| new.insert_in_steps(txn, recipients).await).await,
-            Err(err) => Err(err.into()),
-        },
     };
     match result {
         Ok(order) => {
@@ -1425,6 +1527,61 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+        assert_eq!(templates.kept_and_unkept(), (shapes, 0));
+    }
+
+    #[test]
+    fn every_shape_of_a_submission_is_written_once_and_binds_the_values_of_its_own() {
+        use chrono::TimeZone;
+        use submission_parameter::*;
+        let at = |hours: i64| Utc.timestamp_opt(1_764_000_000 + hours * 3600, 0).single().expect("an instant");
+        // Whose place: the resident's unit read by the write, or one read
+        // before, with a unit and a resident, a unit alone, or neither.
+        let places = [None, Some((true, true)), Some((true, false)), Some((false, false))];
+        let templates = Templates::default();
+        let mut shapes = 0;
+        for n in [1, 2] {
+            for place in places {
+                for (phone, visit, claim, photos) in
+                    [(false, false, false, 0), (true, true, false, 0), (false, true, true, 2), (true, false, true, 1)]
+                {
+                    let mut parameters = vec![None; PHOTOS];
+                    parameters[SUBMITTER] = Some(Parameter::Id(10 + n));
+                    parameters[DESCRIPTION] = Some(Parameter::Text(format!("厨房水龙头漏水 {n}")));
+                    parameters[RESPONSE_DUE] = Some(Parameter::Instant(at(24 + n)));
+                    parameters[COMPLETION_DUE] = Some(Parameter::Instant(at(72 + n)));
+                    parameters[NOW] = Some(Parameter::Instant(at(n)));
+                    parameters[PREFERRED_VISIT] = visit.then(|| Parameter::Instant(at(48 + n)));
+                    parameters[CONTACT_PHONE] = phone.then(|| Parameter::Text(format!("1390000111{n}")));
+                    for (position, text) in CLAIM.into_iter().zip(["app:10", "submitRepairOrder", "key", "hash"]) {
+                        parameters[position] = claim.then(|| Parameter::Text(format!("{text}-{n}")));
+                    }
+                    match place {
+                        None => parameters[UNIT] = Some(Parameter::Id(30 + n)),
+                        Some((unit, resident)) => {
+                            parameters[COMMUNITY] = Some(Parameter::Id(50 + n));
+                            parameters[BUILDING] = Some(Parameter::Id(40 + n));
+                            parameters[UNIT] = unit.then(|| Parameter::Id(30 + n));
+                            parameters[RESIDENT] = resident.then(|| Parameter::Id(20 + n));
+                        }
+                    }
+                    for photo in 0..photos {
+                        parameters.push(Some(Parameter::Number(1000 * n + photo)));
+                        parameters.push(Some(Parameter::Text(format!("photo-{n}-{photo}.jpg"))));
+                    }
+                    let shape = SubmissionShape {
+                        place_read_by_the_write: place.is_none(),
+                        channel: if place.is_none() { RepairChannel::App } else { RepairChannel::Phone },
+                        category: RepairCategory::Plumbing,
+                        priority: RepairPriority::Urgent,
+                        photos: vec!["image/jpeg"; photos as usize],
+                    };
+                    let parameters = Parameters::new(parameters);
+                    templates.assert_builds_as_directly(DbBackend::Postgres, &shape, &parameters, submission_statement);
+                    shapes += usize::from(n == 1);
                 }
             }
         }
