@@ -70,11 +70,28 @@ pub fn visible(principal: &Principal) -> Condition {
 }
 
 pub async fn find(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> ApiResult<repair_order::Model> {
-    repair_order::Entity::find_by_id(id)
-        .filter(visible(principal))
-        .one(db)
-        .await?
-        .ok_or(ApiError::NotFound("repair order"))
+    let parameters = Parameters::new(vec![
+        Some(Parameter::Id(principal.user_id)),
+        principal.community_id.map(Parameter::Id),
+        Some(Parameter::Id(id)),
+    ]);
+    let seen_as = (principal.role, principal.position);
+    let statement = ORDERS_BY_ID.statement(db.get_database_backend(), &seen_as, &parameters, order_by_id);
+    repair_order::Model::find_by_statement(statement).one(db).await?.ok_or(ApiError::NotFound("repair order"))
+}
+
+/// Orders read by id, as each role and position sees them: read for every
+/// change of an order and for each subscriber an event about it reaches.
+static ORDERS_BY_ID: LazyLock<Templates<(Role, Option<StaffPosition>)>> = LazyLock::new(Templates::default);
+
+/// The order whose id is the third parameter, if the principal of role and
+/// position `seen_as`, the first parameter and the second (their community)
+/// may see it.
+fn order_by_id(&(role, position): &(Role, Option<StaffPosition>), parameters: &Parameters) -> SelectStatement {
+    let principal =
+        Principal { user_id: parameters.id(0).unwrap_or_default(), role, position, community_id: parameters.id(1) };
+    let order = repair_order::Entity::find_by_id(parameters.id(2).unwrap_or_default());
+    order.filter(visible(&principal)).limit(1).into_query()
 }
 
 /// Like [`find`], and reads the order's unit, building and assignee as far as
@@ -1527,6 +1544,35 @@ mod tests {
                             }
                         }
                     }
+                }
+            }
+        }
+        assert_eq!(templates.kept_and_unkept(), (shapes, 0));
+    }
+
+    #[test]
+    fn an_order_read_by_id_is_written_once_per_role_and_binds_who_asks_and_which() {
+        let templates = Templates::default();
+        let mut shapes = 0;
+        for backend in [sea_orm::DatabaseBackend::Sqlite, sea_orm::DatabaseBackend::Postgres] {
+            for n in [1, 2] {
+                let staff =
+                    |position| Principal { user_id: 10 + n, role: Role::Staff, position, community_id: Some(n) };
+                for principal in [
+                    Principal { user_id: 10 + n, role: Role::Resident, position: None, community_id: None },
+                    Principal { user_id: 10 + n, role: Role::Butler, position: None, community_id: Some(n) },
+                    staff(Some(StaffPosition::Technician)),
+                    staff(Some(StaffPosition::Supervisor)),
+                    Principal { user_id: 10 + n, role: Role::Staff, position: None, community_id: None },
+                ] {
+                    let parameters = Parameters::new(vec![
+                        Some(Parameter::Id(principal.user_id)),
+                        principal.community_id.map(Parameter::Id),
+                        Some(Parameter::Id(100 + n)),
+                    ]);
+                    let seen_as = (principal.role, principal.position);
+                    templates.assert_builds_as_directly(backend, &seen_as, &parameters, order_by_id);
+                    shapes += usize::from(n == 1);
                 }
             }
         }
