@@ -886,11 +886,12 @@ pub struct Submission {
 /// write, or, for a resident on PostgreSQL, read by the write itself.
 enum Place<'a> {
     Known(Placement),
-    /// The resident's unit, read ([`place_in_residents_unit`]) by the one
-    /// statement that writes on `db`: it writes nothing when the resident
-    /// may not report for the unit.
+    /// The resident's unit `unit_id`, read ([`place_in_residents_unit`])
+    /// by the one statement that writes on `db`: it writes nothing when the
+    /// resident may not report for the unit.
     InTheWrite {
         db: &'a DatabaseConnection,
+        unit_id: i64,
     },
 }
 
@@ -933,7 +934,7 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
         }
         let unit_id = submission.unit_id.ok_or_else(|| ApiError::bad_input("unitId", "is required"))?;
         if let Some(db) = app.writers.alone() {
-            return Ok(Place::InTheWrite { db });
+            return Ok(Place::InTheWrite { db, unit_id });
         }
         // SQLite's writes take turns in steps: the place is read first.
         let read = db.get_database_backend().build(&place_in_residents_unit(principal, unit_id));
@@ -1121,7 +1122,7 @@ pub async fn submit(
                     given(RESIDENT, Parameter::Id(resident.id));
                 }
             }
-            Place::InTheWrite { .. } => given(UNIT, Parameter::Id(submission.unit_id.unwrap_or_default())),
+            Place::InTheWrite { unit_id, .. } => given(UNIT, Parameter::Id(*unit_id)),
         }
         for (position, text) in CLAIM.into_iter().zip(claim.map(Claim::texts).into_iter().flatten()) {
             given(position, Parameter::Text(text.to_owned()));
@@ -1144,7 +1145,7 @@ pub async fn submit(
     };
     let parameters = Parameters::new(parameters);
     let result = match (place, app.writers.alone()) {
-        (Place::InTheWrite { db }, _) | (Place::Known(_), Some(db)) => {
+        (Place::InTheWrite { db, .. }, _) | (Place::Known(_), Some(db)) => {
             let statement = SUBMISSIONS.statement(DbBackend::Postgres, &shape, &parameters, submission_statement);
             let written = repair_order::Model::find_by_statement(statement).one(db).await;
             match (written, claim) {
