@@ -70,13 +70,12 @@ pub fn visible(principal: &Principal) -> Condition {
 }
 
 pub async fn find(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> ApiResult<repair_order::Model> {
-    let parameters = Parameters::new(vec![
-        Some(Parameter::Id(principal.user_id)),
-        principal.community_id.map(Parameter::Id),
-        Some(Parameter::Id(id)),
-    ]);
-    let seen_as = (principal.role, principal.position);
-    let statement = ORDERS_BY_ID.statement(db.get_database_backend(), &seen_as, &parameters, order_by_id);
+    let statement = ORDERS_BY_ID.statement(
+        db.get_database_backend(),
+        &(principal.role, principal.position),
+        &by_id_inputs(principal, id),
+        order_by_id,
+    );
     repair_order::Model::find_by_statement(statement).one(db).await?.ok_or(ApiError::NotFound("repair order"))
 }
 
@@ -84,13 +83,29 @@ pub async fn find(db: &impl ConnectionTrait, principal: &Principal, id: i64) -> 
 /// change of an order and for each subscriber an event about it reaches.
 static ORDERS_BY_ID: LazyLock<Templates<(Role, Option<StaffPosition>)>> = LazyLock::new(Templates::default);
 
-/// The order whose id is the third parameter, if the principal of role and
-/// position `seen_as`, the first parameter and the second (their community)
-/// may see it.
+/// Where a read by id's parameters sit among its `Parameters`.
+mod by_id_parameter {
+    pub const USER: usize = 0;
+    pub const COMMUNITY: usize = 1;
+    pub const ORDER: usize = 2;
+}
+
+/// The parameters of `principal`'s read of the order `id`.
+fn by_id_inputs(principal: &Principal, id: i64) -> Parameters {
+    let mut parameters = vec![None; 3];
+    parameters[by_id_parameter::USER] = Some(Parameter::Id(principal.user_id));
+    parameters[by_id_parameter::COMMUNITY] = principal.community_id.map(Parameter::Id);
+    parameters[by_id_parameter::ORDER] = Some(Parameter::Id(id));
+    Parameters::new(parameters)
+}
+
+/// The order the parameters name, if the principal they and `seen_as`
+/// (role and position) describe may see it.
 fn order_by_id(&(role, position): &(Role, Option<StaffPosition>), parameters: &Parameters) -> SelectStatement {
-    let principal =
-        Principal { user_id: parameters.id(0).unwrap_or_default(), role, position, community_id: parameters.id(1) };
-    let order = repair_order::Entity::find_by_id(parameters.id(2).unwrap_or_default());
+    use by_id_parameter::*;
+    let user_id = parameters.id(USER).unwrap_or_default();
+    let principal = Principal { user_id, role, position, community_id: parameters.id(COMMUNITY) };
+    let order = repair_order::Entity::find_by_id(parameters.id(ORDER).unwrap_or_default());
     order.filter(visible(&principal)).limit(1).into_query()
 }
 
@@ -1566,11 +1581,7 @@ mod tests {
                     staff(Some(StaffPosition::Supervisor)),
                     Principal { user_id: 10 + n, role: Role::Staff, position: None, community_id: None },
                 ] {
-                    let parameters = Parameters::new(vec![
-                        Some(Parameter::Id(principal.user_id)),
-                        principal.community_id.map(Parameter::Id),
-                        Some(Parameter::Id(100 + n)),
-                    ]);
+                    let parameters = by_id_inputs(&principal, 100 + n);
                     let seen_as = (principal.role, principal.position);
                     templates.assert_builds_as_directly(backend, &seen_as, &parameters, order_by_id);
                     shapes += usize::from(n == 1);
