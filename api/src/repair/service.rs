@@ -910,18 +910,6 @@ enum Place<'a> {
     },
 }
 
-impl Place<'_> {
-    /// The phone of the resident an order is for, when read before the
-    /// write: the order's contact unless the submission gives one. (A place
-    /// read by the write gives it there.)
-    fn residents_phone(&self) -> Option<String> {
-        match self {
-            Place::Known(placement) => placement.resident.as_ref().map(|resident| resident.phone.clone()),
-            Place::InTheWrite { .. } => None,
-        }
-    }
-}
-
 /// Where an order is and whom it is for.
 struct Placement {
     community_id: i64,
@@ -1113,7 +1101,7 @@ pub async fn submit(
     let (response_due, completion_due) = (due(response_within)?, due(completion_within)?);
     let mut parameters = vec![None; submission_parameter::PHOTOS];
     let mut given = |position, parameter| parameters[position] = Some(parameter);
-    {
+    let channel = {
         use submission_parameter::*;
         given(SUBMITTER, Parameter::Id(principal.user_id));
         given(DESCRIPTION, Parameter::Text(description));
@@ -1123,10 +1111,8 @@ pub async fn submit(
         given(RESPONSE_DUE, Parameter::Instant(response_due));
         given(COMPLETION_DUE, Parameter::Instant(completion_due));
         given(NOW, Parameter::Instant(now));
-        if let Some(phone) = contact_phone.or_else(|| place.residents_phone()) {
-            given(CONTACT_PHONE, Parameter::Text(phone));
-        }
-        match &place {
+        // A place read by the write gives the resident's phone there.
+        let (placed_channel, residents_phone) = match &place {
             Place::Known(placement) => {
                 given(COMMUNITY, Parameter::Id(placement.community_id));
                 given(BUILDING, Parameter::Id(placement.building_id));
@@ -1136,13 +1122,21 @@ pub async fn submit(
                 if let Some(resident) = &placement.resident {
                     given(RESIDENT, Parameter::Id(resident.id));
                 }
+                (placement.channel, placement.resident.as_ref().map(|resident| resident.phone.clone()))
             }
-            Place::InTheWrite { unit_id, .. } => given(UNIT, Parameter::Id(*unit_id)),
+            Place::InTheWrite { unit_id, .. } => {
+                given(UNIT, Parameter::Id(*unit_id));
+                (RepairChannel::App, None)
+            }
+        };
+        if let Some(phone) = contact_phone.or(residents_phone) {
+            given(CONTACT_PHONE, Parameter::Text(phone));
         }
         for (position, text) in CLAIM.into_iter().zip(claim.map(Claim::texts).into_iter().flatten()) {
             given(position, Parameter::Text(text.to_owned()));
         }
-    }
+        placed_channel
+    };
     let stored = photos::store(&app.settings.data_dir, submission.photos).await?;
     for photo in &stored {
         parameters.push(Some(Parameter::Number(photo.byte_size)));
@@ -1150,10 +1144,7 @@ pub async fn submit(
     }
     let shape = SubmissionShape {
         place_read_by_the_write: matches!(place, Place::InTheWrite { .. }),
-        channel: match &place {
-            Place::Known(placement) => placement.channel,
-            Place::InTheWrite { .. } => RepairChannel::App,
-        },
+        channel,
         category: submission.category,
         priority: submission.priority,
         photos: stored.iter().map(|photo| photo.content_type).collect(),
