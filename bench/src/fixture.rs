@@ -2,7 +2,6 @@
 //! PostgreSQL schema), its demo data, and the server processes under test.
 
 use std::{
-    collections::HashMap,
     net::TcpListener,
     os::unix::process::CommandExt,
     process::{Command, Stdio},
@@ -10,7 +9,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use api::config::Settings;
@@ -256,31 +255,17 @@ const ANALYSE_EVERY: Duration = Duration::from_secs(2);
 /// resident's orders by scanning the whole unit. Where autovacuum is off,
 /// as on some benchmark hosts, the harness does that analysis itself, on
 /// autovacuum's own thresholds, so that the API is measured against the
-/// plans it gets in production. Autovacuum visits a database once every
-/// `autovacuum_naptime`, so it analyses a table at most that often; so does
-/// the harness, once it has analysed the table first: analysing each table
-/// past its threshold every 2 s took 7 % of both cores in S3 (RESULTS.md,
-/// thirty-second round).
+/// plans it gets in production.
 async fn analyse_where_autovacuum_is_off(db: &DatabaseConnection, schema: &str) -> Option<tokio::task::JoinHandle<()>> {
-    let settings = db
-        .query_one_raw(Statement::from_string(
-            DbBackend::Postgres,
-            "SELECT current_setting('autovacuum') AS autovacuum, \
-             (SELECT setting::float8 FROM pg_settings WHERE name = 'autovacuum_naptime') AS naptime",
-        ))
+    let setting = db
+        .query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW autovacuum"))
         .await
-        .expect("read autovacuum's settings")
-        .expect("autovacuum's settings");
-    let autovacuum: String = settings.try_get("", "autovacuum").expect("autovacuum's setting");
-    if autovacuum != "off" {
+        .expect("read autovacuum's setting")
+        .and_then(|row| row.try_get_by_index::<String>(0).ok());
+    if setting.as_deref() != Some("off") {
         return None;
     }
-    let naptime = Duration::from_secs_f64(settings.try_get("", "naptime").expect("autovacuum_naptime"));
-    println!(
-        "autovacuum is off here: the harness analyses the bench schema's tables on its thresholds, \
-         each at most once every {} s",
-        naptime.as_secs_f64()
-    );
+    println!("autovacuum is off here: the harness analyses the bench schema's tables on its thresholds");
     let db = db.clone();
     let due = Statement::from_sql_and_values(
         DbBackend::Postgres,
@@ -292,7 +277,6 @@ async fn analyse_where_autovacuum_is_off(db: &DatabaseConnection, schema: &str) 
     );
     let schema = schema.to_owned();
     Some(tokio::spawn(async move {
-        let mut analysed_at = HashMap::new();
         loop {
             tokio::time::sleep(ANALYSE_EVERY).await;
             let tables = match db.query_all_raw(due.clone()).await {
@@ -303,13 +287,9 @@ async fn analyse_where_autovacuum_is_off(db: &DatabaseConnection, schema: &str) 
                 }
             };
             for table in tables {
-                if analysed_at.get(&table).is_some_and(|at: &Instant| at.elapsed() < naptime) {
-                    continue;
-                }
                 if let Err(err) = db.execute_unprepared(&format!("ANALYZE \"{schema}\".\"{table}\"")).await {
                     eprintln!("could not analyse {table}: {err}");
                 }
-                analysed_at.insert(table, Instant::now());
             }
         }
     }))
