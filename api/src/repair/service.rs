@@ -1122,14 +1122,14 @@ pub async fn submit(
                 if let Some(resident) = &placement.resident {
                     given(RESIDENT, Parameter::Id(resident.id));
                 }
-                (placement.channel, placement.resident.as_ref().map(|resident| resident.phone.clone()))
+                (placement.channel, placement.resident.as_ref().map(|resident| resident.phone.as_str()))
             }
             Place::InTheWrite { unit_id, .. } => {
                 given(UNIT, Parameter::Id(*unit_id));
                 (RepairChannel::App, None)
             }
         };
-        if let Some(phone) = contact_phone.or(residents_phone) {
+        if let Some(phone) = contact_phone.or_else(|| residents_phone.map(str::to_owned)) {
             given(CONTACT_PHONE, Parameter::Text(phone));
         }
         for (position, text) in CLAIM.into_iter().zip(claim.map(Claim::texts).into_iter().flatten()) {
