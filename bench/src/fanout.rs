@@ -11,11 +11,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use api::auth::{Principal, TokenService};
-use chrono::Utc;
-use entity::{enums, unit, unit_membership, user};
 use futures_util::{StreamExt, stream};
-use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -37,68 +33,6 @@ fn micros_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_micros() as u64)
 }
 
-/// `residents` residents, each the only one of a new unit; their unit ids
-/// and access tokens.
-async fn seed_residents(
-    fixture: &Fixture,
-    (building_id, community_id): (i64, i64),
-    residents: usize,
-) -> Vec<(i64, String)> {
-    let now = Utc::now();
-    let tokens = TokenService::new(crate::fixture::JWT_SECRET.as_bytes(), &fixture.settings);
-    let mut seeded = Vec::with_capacity(residents);
-    for chunk_start in (0..residents).step_by(500) {
-        let range = chunk_start..(chunk_start + 500).min(residents);
-        let units: Vec<_> = range
-            .clone()
-            .map(|n| unit::ActiveModel {
-                building_id: Set(building_id),
-                community_id: Set(community_id),
-                number: Set(format!("S5-{n:05}")),
-                floor: Set(None),
-                contacts_version: Set(0),
-                created_at: Set(now),
-                ..Default::default()
-            })
-            .collect();
-        let users: Vec<_> = range
-            .clone()
-            .map(|n| user::ActiveModel {
-                phone: Set(format!("1770{n:07}")),
-                name: Set(format!("住户{n}")),
-                password_hash: Set(None),
-                role: Set(enums::Role::Resident),
-                position: Set(None),
-                community_id: Set(None),
-                created_at: Set(now),
-                ..Default::default()
-            })
-            .collect();
-        let units = unit::Entity::insert_many(units).exec_with_returning(fixture.db()).await.expect("units");
-        let users = user::Entity::insert_many(users).exec_with_returning(fixture.db()).await.expect("users");
-        let memberships: Vec<_> = units
-            .iter()
-            .zip(&users)
-            .map(|(unit, user)| unit_membership::ActiveModel {
-                user_id: Set(user.id),
-                unit_id: Set(unit.id),
-                relation: Set(enums::UnitRelation::Owner),
-                moved_in_on: Set(now.date_naive()),
-                moved_out_on: Set(None),
-                created_at: Set(now),
-                ..Default::default()
-            })
-            .collect();
-        unit_membership::Entity::insert_many(memberships).exec(fixture.db()).await.expect("memberships");
-        for (unit, user) in units.iter().zip(&users) {
-            let principal =
-                Principal { user_id: user.id, role: enums::Role::Resident, position: None, community_id: None };
-            seeded.push((unit.id, tokens.issue(&principal).expect("token").token));
-        }
-    }
-    seeded
-}
-
 /// How S5 measures: a warm-up, then `runs` runs of `seconds` each.
 pub struct Timing {
     pub warmup: u64,
@@ -109,10 +43,10 @@ pub struct Timing {
 pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, timing: Timing, phone_processes: usize) {
     let servers = Child::apis(fixture).await;
     let seeded = fixture.seed_orders(&servers[0], 0).await;
-    let residents = seed_residents(fixture, (seeded.building_id, seeded.community_id), subscribers).await;
+    let residents = fixture.seed_households(&seeded, subscribers).await;
     let instances = servers.len();
     let addrs: Vec<&str> = servers.iter().map(Child::addr).collect();
-    let tokens: Vec<&str> = residents.iter().map(|(_, token)| token.as_str()).collect();
+    let tokens: Vec<&str> = residents.iter().map(|household| household.token.as_str()).collect();
     let deliveries = Arc::new(Mutex::new(Vec::new()));
     // Each instance and each process of phones keeps its sockets within the
     // open-file limit; past what this process holds, the phones are spread
@@ -155,7 +89,7 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, timing: 
         // so about half of the events reach a phone on another instance.
         urls: servers.iter().map(|server| server.url("/graphql")).collect(),
         token: seeded.desk_token.clone(),
-        unit_ids: residents.iter().map(|(unit_id, _)| *unit_id).collect(),
+        unit_ids: residents.iter().map(|household| household.unit_id).collect(),
         in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_REGISTRATIONS_IN_FLIGHT)),
     };
     // The first registrations open the desk's connections and the servers'

@@ -12,9 +12,15 @@ use std::{
     time::Duration,
 };
 
-use api::config::Settings;
-use entity::repair_order;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, Statement};
+use api::{
+    auth::{Principal, TokenService},
+    config::Settings,
+};
+use chrono::Utc;
+use entity::{enums, repair_order, unit, unit_membership, user};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, Database, DatabaseConnection, DbBackend, EntityTrait, PaginatorTrait, Statement,
+};
 use serde_json::{Value, json};
 
 use crate::Db;
@@ -36,12 +42,20 @@ pub struct Fixture {
 pub struct Seeded {
     pub owner_id: i64,
     pub owner_token: String,
+    pub supervisor_token: String,
     pub desk_token: String,
     pub unit_id: i64,
     pub building_id: i64,
     pub community_id: i64,
     /// One of the owner's orders with a technician assigned, if any were seeded.
     pub assigned_order: Option<String>,
+}
+
+/// A resident living alone in a unit of their own.
+pub struct Household {
+    pub unit_id: i64,
+    pub resident_id: i64,
+    pub token: String,
 }
 
 impl Fixture {
@@ -88,10 +102,6 @@ impl Fixture {
         {
             eprintln!("could not drop schema {schema}: {err}");
         }
-    }
-
-    pub fn db(&self) -> &DatabaseConnection {
-        &self.db
     }
 
     pub fn describe(&self) -> String {
@@ -200,12 +210,72 @@ impl Fixture {
         Seeded {
             owner_id: owner.user_id,
             owner_token,
+            supervisor_token,
             desk_token,
             unit_id: units[0].id,
             building_id: units[0].building_id,
             community_id: community.community.id,
             assigned_order,
         }
+    }
+
+    /// `count` households in the seeded unit's building, written directly
+    /// (thousands of logins would take longer than the runs).
+    pub async fn seed_households(&self, seeded: &Seeded, count: usize) -> Vec<Household> {
+        let now = Utc::now();
+        let tokens = TokenService::new(JWT_SECRET.as_bytes(), &self.settings);
+        let mut households = Vec::with_capacity(count);
+        for chunk_start in (0..count).step_by(500) {
+            let range = chunk_start..(chunk_start + 500).min(count);
+            let units: Vec<_> = range
+                .clone()
+                .map(|n| unit::ActiveModel {
+                    building_id: Set(seeded.building_id),
+                    community_id: Set(seeded.community_id),
+                    number: Set(format!("H-{n:05}")),
+                    floor: Set(None),
+                    contacts_version: Set(0),
+                    created_at: Set(now),
+                    ..Default::default()
+                })
+                .collect();
+            let users: Vec<_> = range
+                .clone()
+                .map(|n| user::ActiveModel {
+                    phone: Set(format!("1770{n:07}")),
+                    name: Set(format!("住户{n}")),
+                    password_hash: Set(None),
+                    role: Set(enums::Role::Resident),
+                    position: Set(None),
+                    community_id: Set(None),
+                    created_at: Set(now),
+                    ..Default::default()
+                })
+                .collect();
+            let units = unit::Entity::insert_many(units).exec_with_returning(&self.db).await.expect("units");
+            let users = user::Entity::insert_many(users).exec_with_returning(&self.db).await.expect("users");
+            let memberships: Vec<_> = units
+                .iter()
+                .zip(&users)
+                .map(|(unit, user)| unit_membership::ActiveModel {
+                    user_id: Set(user.id),
+                    unit_id: Set(unit.id),
+                    relation: Set(enums::UnitRelation::Owner),
+                    moved_in_on: Set(now.date_naive()),
+                    moved_out_on: Set(None),
+                    created_at: Set(now),
+                    ..Default::default()
+                })
+                .collect();
+            unit_membership::Entity::insert_many(memberships).exec(&self.db).await.expect("memberships");
+            for (unit, user) in units.iter().zip(&users) {
+                let principal =
+                    Principal { user_id: user.id, role: enums::Role::Resident, position: None, community_id: None };
+                let token = tokens.issue(&principal).expect("token").token;
+                households.push(Household { unit_id: unit.id, resident_id: user.id, token });
+            }
+        }
+        households
     }
 
     pub async fn count_orders(&self) -> u64 {

@@ -20,7 +20,7 @@ static ALLOCATOR: api::allocator::Mimalloc = api::allocator::Mimalloc;
 use serde_json::json;
 
 use crate::{
-    fixture::{Child, Fixture},
+    fixture::{Child, Fixture, Household},
     load::{Stats, ms},
 };
 
@@ -71,6 +71,12 @@ enum Scenario {
         /// through Redis (BENCH_REDIS_URL, default redis://127.0.0.1:6379).
         #[arg(long, default_value_t = 1)]
         instances: usize,
+        /// Households submitting, each client for one of them: 1 is the
+        /// seeded owner for one unit from every client; more are residents
+        /// alone in units of their own, and the counting subscriber is the
+        /// community's supervisor, a recipient of every order's event.
+        #[arg(long, default_value_t = 1)]
+        households: usize,
     },
     /// S4: memory per idle subscribed WebSocket (RSS delta of the server).
     S4 {
@@ -153,7 +159,7 @@ fn serve_baselines(bind: &str) {
 
 async fn measure(cli: &Cli) {
     let instances = match cli.scenario {
-        Scenario::S3 { instances } | Scenario::S5 { instances, .. } => instances.max(1),
+        Scenario::S3 { instances, .. } | Scenario::S5 { instances, .. } => instances.max(1),
         _ => 1,
     };
     let fixture = Fixture::create(cli.db, instances).await;
@@ -161,7 +167,7 @@ async fn measure(cli: &Cli) {
     match &cli.scenario {
         Scenario::S1 => s1(cli, &fixture).await,
         Scenario::S2 { breakdown } => s2(cli, &fixture, *breakdown).await,
-        Scenario::S3 { .. } => s3(cli, &fixture).await,
+        Scenario::S3 { households, .. } => s3(cli, &fixture, *households).await,
         Scenario::S4 { connections } => sockets::s4(&fixture, connections).await,
         Scenario::S5 { subscribers, rate, phone_processes, .. } => {
             let timing = fanout::Timing { warmup: cli.warmup, seconds: cli.seconds, runs: cli.runs };
@@ -220,12 +226,25 @@ fn graphql(
     query: &'static str,
     variables: serde_json::Value,
 ) -> load::MakeRequest {
+    graphql_as(servers, query, vec![(token.map(str::to_owned), variables)])
+}
+
+/// Posts `query`, each client as one of `callers` (a token and the
+/// variables), in turn, and to one of the servers.
+fn graphql_as(
+    servers: &[Child],
+    query: &'static str,
+    callers: Vec<(Option<String>, serde_json::Value)>,
+) -> load::MakeRequest {
     let urls: Vec<String> = servers.iter().map(|server| server.url("/graphql")).collect();
-    let token = token.map(str::to_owned);
-    let body = Arc::new(json!({ "query": query, "variables": variables }));
+    let callers: Vec<_> = callers
+        .into_iter()
+        .map(|(token, variables)| (token, json!({ "query": query, "variables": variables })))
+        .collect();
     Arc::new(move |http, client, _| {
-        let request = http.post(&urls[client % urls.len()]).json(body.as_ref());
-        match &token {
+        let (token, body) = &callers[client % callers.len()];
+        let request = http.post(&urls[client % urls.len()]).json(body);
+        match token {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
@@ -329,31 +348,50 @@ fn print_breakdown(b1: &Stats, s2: &Stats, aliased: &Stats, ids: &Stats) {
 
 const SUBMIT: &str = "mutation($unit: ID!) { submitRepairOrder(input: {unitId: $unit, category: PLUMBING, description: \"厨房水龙头漏水\"}) { repairOrder { id } } }";
 
-async fn s3(cli: &Cli, fixture: &Fixture) {
+async fn s3(cli: &Cli, fixture: &Fixture, households: usize) {
     let servers = Child::apis(fixture).await;
     let seeded = fixture.seed_orders(&servers[0], 0).await;
+    let (submitters, subscriber_token) = if households > 1 {
+        (fixture.seed_households(&seeded, households).await, &seeded.supervisor_token)
+    } else {
+        let owner =
+            Household { unit_id: seeded.unit_id, resident_id: seeded.owner_id, token: seeded.owner_token.clone() };
+        (vec![owner], &seeded.owner_token)
+    };
     let b2 = {
         let baselines = Child::baselines(fixture).await;
-        let url = format!(
-            "{}?user={}&unit={}&building={}&community={}",
-            baselines.url("/b2"),
-            seeded.owner_id,
-            seeded.unit_id,
-            seeded.building_id,
-            seeded.community_id
-        );
-        repeat(cli, cli.clients, Arc::new(move |http, _, _| http.post(&url))).await
+        let urls: Vec<String> = submitters
+            .iter()
+            .map(|household| {
+                format!(
+                    "{}?user={}&unit={}&building={}&community={}",
+                    baselines.url("/b2"),
+                    household.resident_id,
+                    household.unit_id,
+                    seeded.building_id,
+                    seeded.community_id
+                )
+            })
+            .collect();
+        repeat(cli, cli.clients, Arc::new(move |http, client, _| http.post(&urls[client % urls.len()]))).await
     };
     let before = fixture.count_orders().await;
     // With several instances the subscriber sits on the last one, so that
     // most events cross from the instance that committed them.
-    let counter = sockets::EventCounter::start(servers.last().expect("a server"), &seeded.owner_token).await;
-    let submit =
-        graphql(&servers, Some(&seeded.owner_token), SUBMIT, json!({ "unit": format!("unit_{}", seeded.unit_id) }));
-    let s3 = repeat(cli, cli.clients, submit).await;
+    let counter = sockets::EventCounter::start(servers.last().expect("a server"), subscriber_token).await;
+    let callers = submitters
+        .iter()
+        .map(|household| (Some(household.token.clone()), json!({ "unit": format!("unit_{}", household.unit_id) })))
+        .collect();
+    let s3 = repeat(cli, cli.clients, graphql_as(&servers, SUBMIT, callers)).await;
     let created = fixture.count_orders().await - before;
     let delivered = counter.wait_for(created, Duration::from_secs(30)).await;
-    println!("S3 submitRepairOrder, {} clients, {} API instance(s)", cli.clients, servers.len());
+    println!(
+        "S3 submitRepairOrder, {} clients, {} API instance(s), {} household(s)",
+        cli.clients,
+        servers.len(),
+        submitters.len()
+    );
     report("S3", &s3, "B2", &b2, 0.50);
     println!("  p99 {:.2} ms (target ≤ 20 ms)", ms(s3.p99));
     println!("  events delivered to the subscriber: {delivered} of {created} orders created");
