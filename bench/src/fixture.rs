@@ -3,13 +3,14 @@
 
 use std::{
     net::TcpListener,
+    ops::Range,
     os::unix::process::CommandExt,
     process::{Command, Stdio},
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use api::{
@@ -35,6 +36,8 @@ pub struct Fixture {
     instances: usize,
     /// Keeps the PostgreSQL schema's statistics, where autovacuum does not.
     analyser: Option<tokio::task::JoinHandle<()>>,
+    /// When the analyser ran its `ANALYZE`s, one after another.
+    analyses: Analyses,
     _dir: tempfile::TempDir,
 }
 
@@ -84,11 +87,12 @@ impl Fixture {
             settings.redis_key_prefix = format!("bench-{:08x}", rand::random::<u32>());
         }
         let db = api::connect_database(&settings).await.expect("database");
+        let analyses = Analyses::default();
         let analyser = match &settings.database_schema {
-            Some(schema) => analyse_where_autovacuum_is_off(&db, schema).await,
+            Some(schema) => analyse_where_autovacuum_is_off(&db, schema, analyses.clone()).await,
             None => None,
         };
-        Self { settings, db, instances, analyser, _dir: dir }
+        Self { settings, db, instances, analyser, analyses, _dir: dir }
     }
 
     /// Drops the PostgreSQL schema the run created, so runs do not pile up
@@ -102,6 +106,11 @@ impl Fixture {
         {
             eprintln!("could not drop schema {schema}: {err}");
         }
+    }
+
+    /// When the harness's own analyses ran so far, in order.
+    pub fn analyses(&self) -> Vec<Range<Instant>> {
+        self.analyses.lock().expect("analyses").clone()
     }
 
     pub fn describe(&self) -> String {
@@ -317,6 +326,8 @@ impl Fixture {
     }
 }
 
+type Analyses = Arc<Mutex<Vec<Range<Instant>>>>;
+
 /// How often the harness looks for tables that autovacuum would analyse.
 const ANALYSE_EVERY: Duration = Duration::from_secs(2);
 
@@ -326,7 +337,11 @@ const ANALYSE_EVERY: Duration = Duration::from_secs(2);
 /// as on some benchmark hosts, the harness does that analysis itself, on
 /// autovacuum's own thresholds, so that the API is measured against the
 /// plans it gets in production.
-async fn analyse_where_autovacuum_is_off(db: &DatabaseConnection, schema: &str) -> Option<tokio::task::JoinHandle<()>> {
+async fn analyse_where_autovacuum_is_off(
+    db: &DatabaseConnection,
+    schema: &str,
+    analyses: Analyses,
+) -> Option<tokio::task::JoinHandle<()>> {
     let setting = db
         .query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW autovacuum"))
         .await
@@ -357,9 +372,11 @@ async fn analyse_where_autovacuum_is_off(db: &DatabaseConnection, schema: &str) 
                 }
             };
             for table in tables {
+                let began = Instant::now();
                 if let Err(err) = db.execute_unprepared(&format!("ANALYZE \"{schema}\".\"{table}\"")).await {
                     eprintln!("could not analyse {table}: {err}");
                 }
+                analyses.lock().expect("analyses").push(began..Instant::now());
             }
         }
     }))

@@ -4,6 +4,7 @@
 
 use std::{
     fmt,
+    ops::Range,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -47,12 +48,15 @@ pub fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// A measured request: when it was sent, and how long its answer took.
+pub type Sent = (Instant, Duration);
+
 /// The request a client sends, built afresh each time (client index, sequence number).
 pub type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize, usize) -> reqwest::RequestBuilder + Send + Sync>;
 
 /// Runs `clients` closed-loop clients for `warmup` (not counted), then for
-/// `measure`.
-pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: MakeRequest) -> Stats {
+/// `measure`; the figures, and every measured request.
+pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: MakeRequest) -> (Stats, Vec<Sent>) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("http client");
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -78,7 +82,7 @@ pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: Make
                 };
                 sequence += 1;
                 if sent >= measure_from {
-                    latencies.push(sent.elapsed());
+                    latencies.push((sent, sent.elapsed()));
                     failures += usize::from(!ok);
                 }
             }
@@ -87,15 +91,32 @@ pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: Make
     });
     let results = join_all(workers).await;
     let failures = results.iter().map(|(_, failed)| failed).sum();
-    let mut latencies: Vec<Duration> = results.into_iter().flat_map(|(latencies, _)| latencies).collect();
+    let requests: Vec<Sent> = results.into_iter().flat_map(|(latencies, _)| latencies).collect();
+    let mut latencies: Vec<Duration> = requests.iter().map(|&(_, latency)| latency).collect();
     latencies.sort_unstable();
-    Stats {
+    let stats = Stats {
         requests: latencies.len(),
         failures,
         per_second: latencies.len() as f64 / measure.as_secs_f64(),
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
+    };
+    (stats, requests)
+}
+
+/// The latencies of the requests that were in flight during one of `busy`
+/// (ordered, not overlapping), and of the others, each sorted.
+pub fn apart(requests: &[Sent], busy: &[Range<Instant>]) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut during, mut clear) = (Vec::new(), Vec::new());
+    for &(sent, latency) in requests {
+        // Of the spans begun before the answer came, the last one ends last.
+        let begun = busy.partition_point(|span| span.start < sent + latency);
+        let overlapped = begun > 0 && busy[begun - 1].end > sent;
+        if overlapped { &mut during } else { &mut clear }.push(latency);
     }
+    during.sort_unstable();
+    clear.sort_unstable();
+    (during, clear)
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -106,4 +127,30 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 pub fn median(mut runs: Vec<Stats>) -> Stats {
     runs.sort_by(|a, b| a.per_second.total_cmp(&b.per_second));
     runs[runs.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_in_flight_during_a_busy_span_are_told_from_the_rest() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let busy = [at(100)..at(200), at(300)..at(400)];
+        let ms = Duration::from_millis;
+        let requests = [
+            (at(0), ms(50)),    // answered before the first span
+            (at(90), ms(20)),   // answered during it
+            (at(150), ms(10)),  // sent and answered within it
+            (at(190), ms(60)),  // sent before it ended
+            (at(200), ms(99)),  // sent as it ended, answered before the next
+            (at(250), ms(500)), // through the whole second span
+            (at(400), ms(30)),  // sent as the last ended
+        ];
+        let (during, clear) = apart(&requests, &busy);
+        assert_eq!(during, [ms(10), ms(20), ms(60), ms(500)]);
+        assert_eq!(clear, [ms(30), ms(50), ms(99)]);
+        assert!(apart(&requests, &[]).0.is_empty());
+    }
 }

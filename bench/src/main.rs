@@ -10,7 +10,11 @@ mod fixture;
 mod load;
 mod sockets;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    ops::Range,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -182,13 +186,19 @@ async fn measure(cli: &Cli) {
 
 /// The median of `cli.runs` runs of `make` at `clients` concurrent clients.
 async fn repeat(cli: &Cli, clients: usize, make: load::MakeRequest) -> Stats {
-    let mut runs = Vec::with_capacity(cli.runs);
+    repeat_keeping(cli, clients, make).await.0
+}
+
+/// As [`repeat`], with every run's measured requests.
+async fn repeat_keeping(cli: &Cli, clients: usize, make: load::MakeRequest) -> (Stats, Vec<load::Sent>) {
+    let (mut runs, mut requests) = (Vec::with_capacity(cli.runs), Vec::new());
     for _ in 0..cli.runs {
-        runs.push(
-            load::run(clients, Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds), make.clone()).await,
-        );
+        let (stats, mut sent) =
+            load::run(clients, Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds), make.clone()).await;
+        runs.push(stats);
+        requests.append(&mut sent);
     }
-    load::median(runs)
+    (load::median(runs), requests)
 }
 
 /// `cli.runs` runs of `baseline` and of `scenario` taken in turn, so that a
@@ -198,8 +208,8 @@ async fn in_turn(cli: &Cli, baseline: load::MakeRequest, scenario: load::MakeReq
     let (warmup, seconds) = (Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds));
     let (mut baselines, mut scenarios) = (Vec::with_capacity(cli.runs), Vec::with_capacity(cli.runs));
     for _ in 0..cli.runs {
-        baselines.push(load::run(cli.clients, warmup, seconds, baseline.clone()).await);
-        scenarios.push(load::run(cli.clients, warmup, seconds, scenario.clone()).await);
+        baselines.push(load::run(cli.clients, warmup, seconds, baseline.clone()).await.0);
+        scenarios.push(load::run(cli.clients, warmup, seconds, scenario.clone()).await.0);
     }
     let paired = baselines.iter().zip(&scenarios).map(|(baseline, run)| run.per_second / baseline.per_second).collect();
     (load::median(baselines), load::median(scenarios), paired)
@@ -383,7 +393,7 @@ async fn s3(cli: &Cli, fixture: &Fixture, households: usize) {
         .iter()
         .map(|household| (Some(household.token.clone()), json!({ "unit": format!("unit_{}", household.unit_id) })))
         .collect();
-    let s3 = repeat(cli, cli.clients, graphql_as(&servers, SUBMIT, callers)).await;
+    let (s3, requests) = repeat_keeping(cli, cli.clients, graphql_as(&servers, SUBMIT, callers)).await;
     let created = fixture.count_orders().await - before;
     let delivered = counter.wait_for(created, Duration::from_secs(30)).await;
     println!(
@@ -394,5 +404,23 @@ async fn s3(cli: &Cli, fixture: &Fixture, households: usize) {
     );
     report("S3", &s3, "B2", &b2, 0.50);
     println!("  p99 {:.2} ms (target ≤ 20 ms)", ms(s3.p99));
+    print_apart_from_analyses(&requests, &fixture.analyses());
     println!("  events delivered to the subscriber: {delivered} of {created} orders created");
+}
+
+/// Where the harness analyses PostgreSQL's tables itself (autovacuum off),
+/// its analyses take CPU from the servers; how the requests in flight
+/// during one fared against the rest, over all runs. The target is on all.
+fn print_apart_from_analyses(requests: &[load::Sent], analyses: &[Range<Instant>]) {
+    if analyses.is_empty() {
+        return;
+    }
+    let (during, clear) = load::apart(requests, analyses);
+    let share = |part: &[Duration]| 100.0 * part.len() as f64 / requests.len().max(1) as f64;
+    println!(
+        "  all runs' requests in flight during one of the harness's analyses: {:.0} %, p99 {:.2} ms; the rest p99 {:.2} ms",
+        share(&during),
+        ms(load::percentile(&during, 0.99)),
+        ms(load::percentile(&clear, 0.99))
+    );
 }
