@@ -108,9 +108,11 @@ impl Fixture {
         }
     }
 
-    /// When the harness's own analyses ran so far, in order.
+    /// When the harness's own analyses ran so far, in order; one still
+    /// running, until now.
     pub fn analyses(&self) -> Vec<Range<Instant>> {
-        self.analyses.lock().expect("analyses").clone()
+        let log = self.analyses.lock().expect("analyses");
+        log.finished.iter().cloned().chain(log.running.map(|began| began..Instant::now())).collect()
     }
 
     pub fn describe(&self) -> String {
@@ -326,7 +328,13 @@ impl Fixture {
     }
 }
 
-type Analyses = Arc<Mutex<Vec<Range<Instant>>>>;
+type Analyses = Arc<Mutex<AnalysesLog>>;
+
+#[derive(Default)]
+struct AnalysesLog {
+    finished: Vec<Range<Instant>>,
+    running: Option<Instant>,
+}
 
 /// How often the harness looks for tables that autovacuum would analyse.
 const ANALYSE_EVERY: Duration = Duration::from_secs(2);
@@ -372,11 +380,14 @@ async fn analyse_where_autovacuum_is_off(
                 }
             };
             for table in tables {
-                let began = Instant::now();
+                analyses.lock().expect("analyses").running = Some(Instant::now());
                 if let Err(err) = db.execute_unprepared(&format!("ANALYZE \"{schema}\".\"{table}\"")).await {
                     eprintln!("could not analyse {table}: {err}");
                 }
-                analyses.lock().expect("analyses").push(began..Instant::now());
+                let mut log = analyses.lock().expect("analyses");
+                if let Some(began) = log.running.take() {
+                    log.finished.push(began..Instant::now());
+                }
             }
         }
     }))

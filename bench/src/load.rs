@@ -49,14 +49,14 @@ pub fn percentile(sorted: &[Duration], quantile: f64) -> Duration {
 }
 
 /// A measured request: when it was sent, and how long its answer took.
-pub type Sent = (Instant, Duration);
+pub type Measured = (Instant, Duration);
 
 /// The request a client sends, built afresh each time (client index, sequence number).
 pub type MakeRequest = Arc<dyn Fn(&reqwest::Client, usize, usize) -> reqwest::RequestBuilder + Send + Sync>;
 
 /// Runs `clients` closed-loop clients for `warmup` (not counted), then for
 /// `measure`; the figures, and every measured request.
-pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: MakeRequest) -> (Stats, Vec<Sent>) {
+pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: MakeRequest) -> (Stats, Vec<Measured>) {
     let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build().expect("http client");
     let start = Instant::now();
     let measure_from = start + warmup;
@@ -64,7 +64,7 @@ pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: Make
     let workers = (0..clients).map(|client| {
         let (http, make) = (http.clone(), make.clone());
         async move {
-            let mut latencies = Vec::new();
+            let mut measured = Vec::new();
             let mut failures = 0;
             let mut sequence = 0;
             loop {
@@ -82,16 +82,16 @@ pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: Make
                 };
                 sequence += 1;
                 if sent >= measure_from {
-                    latencies.push((sent, sent.elapsed()));
+                    measured.push((sent, sent.elapsed()));
                     failures += usize::from(!ok);
                 }
             }
-            (latencies, failures)
+            (measured, failures)
         }
     });
     let results = join_all(workers).await;
     let failures = results.iter().map(|(_, failed)| failed).sum();
-    let requests: Vec<Sent> = results.into_iter().flat_map(|(latencies, _)| latencies).collect();
+    let requests: Vec<Measured> = results.into_iter().flat_map(|(measured, _)| measured).collect();
     let mut latencies: Vec<Duration> = requests.iter().map(|&(_, latency)| latency).collect();
     latencies.sort_unstable();
     let stats = Stats {
@@ -106,7 +106,7 @@ pub async fn run(clients: usize, warmup: Duration, measure: Duration, make: Make
 
 /// The latencies of the requests that were in flight during one of `busy`
 /// (ordered, not overlapping), and of the others, each sorted.
-pub fn apart(requests: &[Sent], busy: &[Range<Instant>]) -> (Vec<Duration>, Vec<Duration>) {
+pub fn apart(requests: &[Measured], busy: &[Range<Instant>]) -> (Vec<Duration>, Vec<Duration>) {
     let (mut during, mut clear) = (Vec::new(), Vec::new());
     for &(sent, latency) in requests {
         // Of the spans begun before the answer came, the last one ends last.

@@ -190,13 +190,13 @@ async fn repeat(cli: &Cli, clients: usize, make: load::MakeRequest) -> Stats {
 }
 
 /// As [`repeat`], with every run's measured requests.
-async fn repeat_keeping(cli: &Cli, clients: usize, make: load::MakeRequest) -> (Stats, Vec<load::Sent>) {
+async fn repeat_keeping(cli: &Cli, clients: usize, make: load::MakeRequest) -> (Stats, Vec<load::Measured>) {
     let (mut runs, mut requests) = (Vec::with_capacity(cli.runs), Vec::new());
     for _ in 0..cli.runs {
-        let (stats, mut sent) =
+        let (stats, mut measured) =
             load::run(clients, Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds), make.clone()).await;
         runs.push(stats);
-        requests.append(&mut sent);
+        requests.append(&mut measured);
     }
     (load::median(runs), requests)
 }
@@ -411,7 +411,7 @@ async fn s3(cli: &Cli, fixture: &Fixture, households: usize) {
 /// Where the harness analyses PostgreSQL's tables itself (autovacuum off),
 /// its analyses take CPU from the servers; how the requests in flight
 /// during one fared against the rest, over all runs. The target is on all.
-fn print_apart_from_analyses(requests: &[load::Sent], analyses: &[Range<Instant>]) {
+fn print_apart_from_analyses(requests: &[load::Measured], analyses: &[Range<Instant>]) {
     if analyses.is_empty() {
         return;
     }
