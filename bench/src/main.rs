@@ -186,19 +186,25 @@ async fn measure(cli: &Cli) {
 
 /// The median of `cli.runs` runs of `make` at `clients` concurrent clients.
 async fn repeat(cli: &Cli, clients: usize, make: load::MakeRequest) -> Stats {
-    repeat_keeping(cli, clients, make).await.0
+    repeat_with(cli, clients, make, |_| {}).await
 }
 
-/// As [`repeat`], with every run's measured requests.
-async fn repeat_keeping(cli: &Cli, clients: usize, make: load::MakeRequest) -> (Stats, Vec<load::Measured>) {
-    let (mut runs, mut requests) = (Vec::with_capacity(cli.runs), Vec::new());
+/// As [`repeat`], handing each run's measured requests to `each_run`
+/// (most scenarios need only the figures, and drop them run by run).
+async fn repeat_with(
+    cli: &Cli,
+    clients: usize,
+    make: load::MakeRequest,
+    mut each_run: impl FnMut(Vec<load::Measured>),
+) -> Stats {
+    let mut runs = Vec::with_capacity(cli.runs);
     for _ in 0..cli.runs {
-        let (stats, mut measured) =
+        let (stats, measured) =
             load::run(clients, Duration::from_secs(cli.warmup), Duration::from_secs(cli.seconds), make.clone()).await;
         runs.push(stats);
-        requests.append(&mut measured);
+        each_run(measured);
     }
-    (load::median(runs), requests)
+    load::median(runs)
 }
 
 /// `cli.runs` runs of `baseline` and of `scenario` taken in turn, so that a
@@ -393,7 +399,9 @@ async fn s3(cli: &Cli, fixture: &Fixture, households: usize) {
         .iter()
         .map(|household| (Some(household.token.clone()), json!({ "unit": format!("unit_{}", household.unit_id) })))
         .collect();
-    let (s3, requests) = repeat_keeping(cli, cli.clients, graphql_as(&servers, SUBMIT, callers)).await;
+    let mut requests = Vec::new();
+    let s3 =
+        repeat_with(cli, cli.clients, graphql_as(&servers, SUBMIT, callers), |mut run| requests.append(&mut run)).await;
     let created = fixture.count_orders().await - before;
     let delivered = counter.wait_for(created, Duration::from_secs(30)).await;
     println!(
