@@ -400,8 +400,7 @@ async fn s3(cli: &Cli, fixture: &Fixture, households: usize) {
         .map(|household| (Some(household.token.clone()), json!({ "unit": format!("unit_{}", household.unit_id) })))
         .collect();
     let mut requests = Vec::new();
-    let s3 =
-        repeat_with(cli, cli.clients, graphql_as(&servers, SUBMIT, callers), |mut run| requests.append(&mut run)).await;
+    let s3 = repeat_with(cli, cli.clients, graphql_as(&servers, SUBMIT, callers), |run| requests.extend(run)).await;
     let created = fixture.count_orders().await - before;
     let delivered = counter.wait_for(created, Duration::from_secs(30)).await;
     println!(
