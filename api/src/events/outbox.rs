@@ -1,17 +1,12 @@
 //! Appending to the outbox inside the caller's transaction.
 
 use chrono::{DateTime, Utc};
-use entity::{event, event_recipient, event_stream};
 use sea_orm::{
-    ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement,
-    sea_query::{Alias, Expr, ExprTrait},
+    ConnectionTrait, DbBackend, DbErr, Statement,
+    sea_query::{Alias, Expr},
 };
 
 use crate::db::WrittenWith;
-
-/// The single row of `event_stream`.
-const STREAM_ID: i64 = 1;
 
 pub struct NewEvent {
     pub community_id: i64,
@@ -36,7 +31,7 @@ pub async fn append(txn: &impl ConnectionTrait, mut events: Vec<NewEvent>) -> Re
     let now = Utc::now();
     match txn.get_database_backend() {
         DbBackend::Postgres => append_drafts(txn, events, now).await,
-        _ => append_in_steps(txn, events, now).await,
+        _ => append_numbered(txn, events, now).await,
     }
 }
 
@@ -97,37 +92,99 @@ pub fn draft_with(
 }
 
 /// Elsewhere (SQLite) writers take turns on one connection in the process,
-/// so the statements' round trips do not hold anyone up.
-async fn append_in_steps(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now: DateTime<Utc>) -> Result<(), DbErr> {
+/// one after another, so each round trip to that connection holds up the
+/// writers queued behind it: the counter's bump, the events and their
+/// recipients go in one, as one string of statements. The events and the
+/// recipients are passed as JSON arrays, so the SQL is the same for any
+/// number of either and SQLite's limit on bound values does not apply.
+async fn append_numbered(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now: DateTime<Utc>) -> Result<(), DbErr> {
+    const SQL: &str = "UPDATE event_stream SET last_seq = last_seq + ?1 WHERE id = 1 RETURNING last_seq;
+        INSERT INTO event (seq, community_id, kind, entity_type, entity_id, created_at)
+            SELECT stream.last_seq - ?1 + 1 + new.key, new.value ->> 0, new.value ->> 1, new.value ->> 2,
+                new.value ->> 3, ?4
+            FROM event_stream AS stream, json_each(?2) AS new WHERE stream.id = 1 ORDER BY new.key;
+        INSERT INTO event_recipient (event_seq, user_id)
+            SELECT stream.last_seq - ?1 + 1 + (recipient.value ->> 0), recipient.value ->> 1
+            FROM event_stream AS stream, json_each(?3) AS recipient WHERE stream.id = 1;";
     let count = events.len() as i64;
-    let bumped = event_stream::Entity::update_many()
-        .col_expr(event_stream::Column::LastSeq, Expr::col(event_stream::Column::LastSeq).add(count))
-        .filter(event_stream::Column::Id.eq(STREAM_ID))
-        .exec_with_returning(txn)
-        .await?;
-    let last =
-        bumped.first().map(|row| row.last_seq).ok_or_else(|| DbErr::Custom("event stream row missing".into()))?;
-    let first = last - count + 1;
     let mut rows = Vec::with_capacity(events.len());
     let mut recipients = Vec::new();
-    for (seq, new) in (first..).zip(events) {
-        rows.push(event::ActiveModel {
-            seq: Set(seq),
-            community_id: Set(new.community_id),
-            kind: Set(new.kind.to_owned()),
-            entity_type: Set(new.entity_type.to_owned()),
-            entity_id: Set(new.entity_id),
-            created_at: Set(now),
-        });
-        recipients.extend(
-            new.recipients
-                .into_iter()
-                .map(|user_id| event_recipient::ActiveModel { event_seq: Set(seq), user_id: Set(user_id) }),
-        );
+    for (ord, new) in (0_i64..).zip(events) {
+        rows.push(serde_json::json!([new.community_id, new.kind, new.entity_type, new.entity_id]));
+        recipients.extend(new.recipients.into_iter().map(|user_id| serde_json::json!([ord, user_id])));
     }
-    event::Entity::insert_many(rows).exec_without_returning(txn).await?;
-    for chunk in recipients.chunks(500) {
-        event_recipient::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+    let values = [
+        count.into(),
+        serde_json::Value::Array(rows).to_string().into(),
+        serde_json::Value::Array(recipients).to_string().into(),
+        now.into(),
+    ];
+    let bumped = txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, SQL, values)).await?;
+    // Without the counter's row the inserts found nothing to number from and
+    // wrote nothing; the caller's writes are undone on this error.
+    if bumped.len() != 1 {
+        return Err(DbErr::Custom("event stream row missing".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use entity::{event, event_recipient, event_stream};
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ActiveValue::Set, Database, DatabaseConnection, EntityTrait, QueryOrder, TransactionTrait};
+
+    use super::*;
+
+    async fn migrated() -> DatabaseConnection {
+        let db = Database::connect("sqlite::memory:").await.expect("connect");
+        Migrator::up(&db, None).await.expect("migrate");
+        db
+    }
+
+    fn event(entity_id: i64, recipients: Vec<i64>) -> NewEvent {
+        NewEvent { community_id: 7, kind: "SUBMITTED", entity_type: "REPAIR_ORDER", entity_id, recipients }
+    }
+
+    #[tokio::test]
+    async fn numbers_events_after_the_counter_with_their_own_recipients_on_sqlite() {
+        let db = migrated().await;
+        event_stream::Entity::update(event_stream::ActiveModel { id: Set(1), last_seq: Set(41) })
+            .exec(&db)
+            .await
+            .expect("set counter");
+        let now = Utc::now();
+        let txn = db.begin().await.expect("begin");
+        append(&txn, vec![event(10, vec![3, 2, 3]), event(11, vec![]), event(12, vec![2])]).await.expect("append");
+        txn.commit().await.expect("commit");
+
+        let events = event::Entity::find().order_by_asc(event::Column::Seq).all(&db).await.expect("events");
+        let numbered: Vec<_> = events.iter().map(|event| (event.seq, event.entity_id)).collect();
+        assert_eq!(numbered, [(42, 10), (43, 11), (44, 12)]);
+        assert!(events.iter().all(|event| event.community_id == 7 && event.kind == "SUBMITTED"));
+        assert!(events.iter().all(|event| event.entity_type == "REPAIR_ORDER" && event.created_at >= now));
+        let recipients: Vec<_> = event_recipient::Entity::find()
+            .order_by_asc(event_recipient::Column::EventSeq)
+            .order_by_asc(event_recipient::Column::UserId)
+            .all(&db)
+            .await
+            .expect("recipients")
+            .into_iter()
+            .map(|recipient| (recipient.event_seq, recipient.user_id))
+            .collect();
+        assert_eq!(recipients, [(42, 2), (42, 3), (44, 2)]);
+        let last = event_stream::Entity::find_by_id(1).one(&db).await.expect("read").expect("counter row").last_seq;
+        assert_eq!(last, 44);
+    }
+
+    #[tokio::test]
+    async fn refuses_to_write_events_without_the_counter_row_on_sqlite() {
+        let db = migrated().await;
+        event_stream::Entity::delete_by_id(1).exec(&db).await.expect("delete counter");
+        let txn = db.begin().await.expect("begin");
+        let err = append(&txn, vec![event(10, vec![2])]).await.expect_err("no counter");
+        assert!(err.to_string().contains("event stream row missing"), "{err}");
+        assert_eq!(event::Entity::find().all(&txn).await.expect("events"), []);
+        assert_eq!(event_recipient::Entity::find().all(&txn).await.expect("recipients"), []);
+    }
 }
