@@ -1,5 +1,7 @@
 //! Appending to the outbox inside the caller's transaction.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DbBackend, DbErr, Statement,
@@ -20,18 +22,33 @@ pub struct NewEvent {
 /// so none can appear behind a later one: on SQLite they are numbered from
 /// the outbox counter, whose lock is held from the bump to the commit; on
 /// PostgreSQL they are numbered after the commit (see `numbering`).
-pub async fn append(txn: &impl ConnectionTrait, mut events: Vec<NewEvent>) -> Result<(), DbErr> {
-    if events.is_empty() {
-        return Ok(());
-    }
+pub async fn append(txn: &impl ConnectionTrait, events: Vec<NewEvent>) -> Result<(), DbErr> {
+    append_after(txn, None, events).await
+}
+
+/// Runs `first`, a statement that writes and returns no rows, then appends
+/// `events` as [`append`] does; on SQLite both in one round trip.
+pub async fn append_after(
+    txn: &impl ConnectionTrait,
+    first: Option<Statement>,
+    mut events: Vec<NewEvent>,
+) -> Result<(), DbErr> {
     for new in &mut events {
         new.recipients.sort_unstable();
         new.recipients.dedup();
     }
     let now = Utc::now();
     match txn.get_database_backend() {
-        DbBackend::Postgres => append_drafts(txn, events, now).await,
-        _ => append_numbered(txn, events, now).await,
+        DbBackend::Postgres => {
+            if let Some(first) = first {
+                txn.execute_raw(first).await?;
+            }
+            if events.is_empty() {
+                return Ok(());
+            }
+            append_drafts(txn, events, now).await
+        }
+        _ => append_numbered(txn, first, events, now).await,
     }
 }
 
@@ -93,19 +110,22 @@ pub fn draft_with(
 
 /// Elsewhere (SQLite) writers take turns on one connection in the process,
 /// one after another, so each round trip to that connection holds up the
-/// writers queued behind it: the counter's bump, the events and their
-/// recipients go in one, as one string of statements. The events and the
-/// recipients are passed as JSON arrays, so the SQL is the same for any
+/// writers queued behind it: `first`, the counter's bump, the events and
+/// their recipients go in one, as one string of statements. The events and
+/// the recipients are passed as JSON arrays, so the SQL is the same for any
 /// number of either and SQLite's limit on bound values does not apply.
-async fn append_numbered(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now: DateTime<Utc>) -> Result<(), DbErr> {
-    const SQL: &str = "UPDATE event_stream SET last_seq = last_seq + ?1 WHERE id = 1 RETURNING last_seq;
-        INSERT INTO event (seq, community_id, kind, entity_type, entity_id, created_at)
-            SELECT stream.last_seq - ?1 + 1 + new.key, new.value ->> 0, new.value ->> 1, new.value ->> 2,
-                new.value ->> 3, ?4
-            FROM event_stream AS stream, json_each(?2) AS new WHERE stream.id = 1 ORDER BY new.key;
-        INSERT INTO event_recipient (event_seq, user_id)
-            SELECT stream.last_seq - ?1 + 1 + (recipient.value ->> 0), recipient.value ->> 1
-            FROM event_stream AS stream, json_each(?3) AS recipient WHERE stream.id = 1;";
+async fn append_numbered(
+    txn: &impl ConnectionTrait,
+    first: Option<Statement>,
+    events: Vec<NewEvent>,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return match first {
+            Some(first) => txn.execute_raw(first).await.map(drop),
+            None => Ok(()),
+        };
+    }
     let count = events.len() as i64;
     let mut rows = Vec::with_capacity(events.len());
     let mut recipients = Vec::new();
@@ -113,13 +133,18 @@ async fn append_numbered(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now:
         rows.push(serde_json::json!([new.community_id, new.kind, new.entity_type, new.entity_id]));
         recipients.extend(new.recipients.into_iter().map(|user_id| serde_json::json!([ord, user_id])));
     }
-    let values = [
-        count.into(),
-        serde_json::Value::Array(rows).to_string().into(),
-        serde_json::Value::Array(recipients).to_string().into(),
-        now.into(),
-    ];
-    let bumped = txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, SQL, values)).await?;
+    let (events, recipients) =
+        (serde_json::Value::Array(rows).to_string(), serde_json::Value::Array(recipients).to_string());
+    // The placeholders are unnumbered: each statement takes the values after
+    // those of the one before, `first`'s first.
+    let (sql, mut values) = match first {
+        Some(Statement { sql, values, .. }) => {
+            (Cow::Owned(format!("{sql};\n{NUMBERED_OUTBOX}")), values.map(|values| values.0).unwrap_or_default())
+        }
+        None => (Cow::Borrowed(NUMBERED_OUTBOX), Vec::with_capacity(6)),
+    };
+    values.extend([count.into(), count.into(), now.into(), events.into(), count.into(), recipients.into()]);
+    let bumped = txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
     // Without the counter's row the inserts found nothing to number from and
     // wrote nothing; the caller's writes are undone on this error.
     if bumped.len() != 1 {
@@ -127,6 +152,17 @@ async fn append_numbered(txn: &impl ConnectionTrait, events: Vec<NewEvent>, now:
     }
     Ok(())
 }
+
+/// The outbox's statements on SQLite. Their values, in order: the number of
+/// events; that number, the time and the events as JSON; that number and the
+/// recipients as JSON.
+const NUMBERED_OUTBOX: &str = "UPDATE event_stream SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq;
+    INSERT INTO event (seq, community_id, kind, entity_type, entity_id, created_at)
+        SELECT stream.last_seq - ? + 1 + new.key, new.value ->> 0, new.value ->> 1, new.value ->> 2, new.value ->> 3, ?
+        FROM event_stream AS stream, json_each(?) AS new WHERE stream.id = 1 ORDER BY new.key;
+    INSERT INTO event_recipient (event_seq, user_id)
+        SELECT stream.last_seq - ? + 1 + (recipient.value ->> 0), recipient.value ->> 1
+        FROM event_stream AS stream, json_each(?) AS recipient WHERE stream.id = 1;";
 
 #[cfg(test)]
 mod tests {
@@ -175,6 +211,34 @@ mod tests {
         assert_eq!(recipients, [(42, 2), (42, 3), (44, 2)]);
         let last = event_stream::Entity::find_by_id(1).one(&db).await.expect("read").expect("counter row").last_seq;
         assert_eq!(last, 44);
+    }
+
+    #[tokio::test]
+    async fn runs_a_first_statement_with_its_own_values_before_the_events_on_sqlite() {
+        use sea_orm::{ConnectionTrait, QueryResult, sea_query::Query};
+        let db = migrated().await;
+        db.execute_unprepared("CREATE TABLE note (n INTEGER NOT NULL, said TEXT NOT NULL)").await.expect("create");
+        let first = Query::insert()
+            .into_table(Alias::new("note"))
+            .columns([Alias::new("n"), Alias::new("said")])
+            .values_panic([5.into(), "five".into()])
+            .to_owned();
+        let first = db.get_database_backend().build(&first);
+        let txn = db.begin().await.expect("begin");
+        append_after(&txn, Some(first), vec![event(10, vec![4])]).await.expect("append");
+        txn.commit().await.expect("commit");
+
+        let notes = db.query_all_raw(Statement::from_string(DbBackend::Sqlite, "SELECT n, said FROM note")).await;
+        let notes: Vec<(i64, String)> = notes
+            .expect("notes")
+            .iter()
+            .map(|row: &QueryResult| (row.try_get("", "n").expect("n"), row.try_get("", "said").expect("said")))
+            .collect();
+        assert_eq!(notes, [(5, "five".to_owned())]);
+        let events = event::Entity::find().all(&db).await.expect("events");
+        assert_eq!(events.iter().map(|event| (event.seq, event.entity_id)).collect::<Vec<_>>(), [(1, 10)]);
+        let recipients = event_recipient::Entity::find().all(&db).await.expect("recipients");
+        assert_eq!(recipients.iter().map(|r| (r.event_seq, r.user_id)).collect::<Vec<_>>(), [(1, 4)]);
     }
 
     #[tokio::test]

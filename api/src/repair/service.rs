@@ -850,7 +850,7 @@ async fn record(
     recipients: Vec<i64>,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    repair_order_change::ActiveModel {
+    let timeline_entry = repair_order_change::Entity::insert(repair_order_change::ActiveModel {
         order_id: Set(order.id),
         actor_id: Set(change.actor),
         action: Set(change.action),
@@ -859,11 +859,11 @@ async fn record(
         note: Set(change.note),
         created_at: Set(now),
         ..Default::default()
-    }
-    .insert(txn)
-    .await?;
-    events::append(
+    })
+    .build(txn.get_database_backend());
+    events::append_after(
         txn,
+        Some(timeline_entry),
         vec![NewEvent {
             community_id: order.community_id,
             kind: change.event,
