@@ -167,16 +167,10 @@ const NUMBERED_OUTBOX: &str = "UPDATE event_stream SET last_seq = last_seq + ? W
 #[cfg(test)]
 mod tests {
     use entity::{event, event_recipient, event_stream};
-    use migration::{Migrator, MigratorTrait};
-    use sea_orm::{ActiveValue::Set, Database, DatabaseConnection, EntityTrait, QueryOrder, TransactionTrait};
+    use sea_orm::{ActiveValue::Set, EntityTrait, QueryOrder, TransactionTrait};
 
     use super::*;
-
-    async fn migrated() -> DatabaseConnection {
-        let db = Database::connect("sqlite::memory:").await.expect("connect");
-        Migrator::up(&db, None).await.expect("migrate");
-        db
-    }
+    use crate::db::testing::migrated_sqlite as migrated;
 
     fn event(entity_id: i64, recipients: Vec<i64>) -> NewEvent {
         NewEvent { community_id: 7, kind: "SUBMITTED", entity_type: "REPAIR_ORDER", entity_id, recipients }
