@@ -813,7 +813,7 @@ async fn commit_change(
 }
 
 /// Adds a change's timeline entry and event to `statement`, which writes the
-/// order (PostgreSQL; `record` writes the same in steps). The event's
+/// order (PostgreSQL; `record` writes the same after the order). The event's
 /// recipients are the people `groups` select, read by the statement.
 fn recorded_with(
     statement: WrittenWith,
@@ -841,6 +841,8 @@ fn recorded_with(
     events::draft_with(timeline, event, ENTITY_TYPE, community, id, audience::array_of(groups), now)
 }
 
+/// Adds a change's timeline entry and event once the order is written; on
+/// SQLite in one round trip (see `events::append_after`).
 async fn record(
     txn: &impl ConnectionTrait,
     order: &repair_order::Model,
