@@ -33,6 +33,12 @@ pub async fn append_after(
     first: Option<Statement>,
     mut events: Vec<NewEvent>,
 ) -> Result<(), DbErr> {
+    if events.is_empty() {
+        return match first {
+            Some(first) => txn.execute_raw(first).await.map(drop),
+            None => Ok(()),
+        };
+    }
     for new in &mut events {
         new.recipients.sort_unstable();
         new.recipients.dedup();
@@ -42,9 +48,6 @@ pub async fn append_after(
         DbBackend::Postgres => {
             if let Some(first) = first {
                 txn.execute_raw(first).await?;
-            }
-            if events.is_empty() {
-                return Ok(());
             }
             append_drafts(txn, events, now).await
         }
@@ -120,21 +123,17 @@ async fn append_numbered(
     events: Vec<NewEvent>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    if events.is_empty() {
-        return match first {
-            Some(first) => txn.execute_raw(first).await.map(drop),
-            None => Ok(()),
-        };
-    }
     let count = events.len() as i64;
-    let mut rows = Vec::with_capacity(events.len());
-    let mut recipients = Vec::new();
-    for (ord, new) in (0_i64..).zip(events) {
-        rows.push(serde_json::json!([new.community_id, new.kind, new.entity_type, new.entity_id]));
-        recipients.extend(new.recipients.into_iter().map(|user_id| serde_json::json!([ord, user_id])));
-    }
+    // Tuples serialise as JSON arrays: `[community_id, kind, entity_type,
+    // entity_id]` and `[the event's place in the list, user_id]`.
+    let rows: Vec<_> = events.iter().map(|new| (new.community_id, new.kind, new.entity_type, new.entity_id)).collect();
+    let recipients: Vec<_> = (0_i64..)
+        .zip(&events)
+        .flat_map(|(ord, new)| new.recipients.iter().map(move |&user_id| (ord, user_id)))
+        .collect();
+    let json_error = |err: serde_json::Error| DbErr::Custom(format!("events as JSON: {err}"));
     let (events, recipients) =
-        (serde_json::Value::Array(rows).to_string(), serde_json::Value::Array(recipients).to_string());
+        (serde_json::to_string(&rows).map_err(json_error)?, serde_json::to_string(&recipients).map_err(json_error)?);
     // The placeholders are unnumbered: each statement takes the values after
     // those of the one before, `first`'s first.
     let (sql, mut values) = match first {
@@ -209,7 +208,7 @@ mod tests {
 
     #[tokio::test]
     async fn runs_a_first_statement_with_its_own_values_before_the_events_on_sqlite() {
-        use sea_orm::{ConnectionTrait, QueryResult, sea_query::Query};
+        use sea_orm::{QueryResult, sea_query::Query};
         let db = migrated().await;
         db.execute_unprepared("CREATE TABLE note (n INTEGER NOT NULL, said TEXT NOT NULL)").await.expect("create");
         let first = Query::insert()
