@@ -539,10 +539,9 @@ mod tests {
     /// A writer connection set up as the server's.
     async fn writer_connection(path: &Path) -> DatabaseConnection {
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
-        options
-            .max_connections(1)
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|opts| opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(WRITER_LOCK_WAIT));
+        options.max_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
+            opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(WRITER_LOCK_WAIT).pragma("temp_store", "memory")
+        });
         Database::connect(options).await.expect("connect")
     }
 

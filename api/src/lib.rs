@@ -90,7 +90,7 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
     }
-    let mut options = connect_options(settings, db::LOCK_WAIT);
+    let mut options = connect_options(settings, db::LOCK_WAIT, false);
     options.max_connections(settings.db_max_connections).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
@@ -103,7 +103,7 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
 /// timeout, which also bounds opening the connection at start: a short
 /// EXECUTION_TIMEOUT must not keep the server from starting.
 async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
-    let mut options = connect_options(settings, db::WRITER_LOCK_WAIT);
+    let mut options = connect_options(settings, db::WRITER_LOCK_WAIT, true);
     let wait = settings.execution_timeout.max(POOL_ACQUIRE_TIMEOUT);
     options.min_connections(1).max_connections(1).acquire_timeout(wait);
     Database::connect(options).await
@@ -111,16 +111,23 @@ async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection
 
 /// `sqlite_lock_wait`: how long an SQLite connection waits for a lock
 /// another connection holds before it answers "database is locked".
-fn connect_options(settings: &Settings, sqlite_lock_wait: Duration) -> ConnectOptions {
+/// `sqlite_writer`: the connection is SQLite's writers' own.
+fn connect_options(settings: &Settings, sqlite_lock_wait: Duration, sqlite_writer: bool) -> ConnectOptions {
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
         .sqlx_logging(false)
         .test_before_acquire_if_idle_for(PING_AFTER_IDLE)
         // SQLite: readers do not block the writer.
         .map_sqlx_sqlite_opts(move |opts| {
-            opts.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+            let opts = opts
+                .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                 .busy_timeout(sqlite_lock_wait)
-                .foreign_keys(true)
+                .foreign_keys(true);
+            // Each writer's savepoint keeps the pages it changes in a journal
+            // of its own, for its rollback. In a temporary file, as by
+            // default, that took a system call a page (S3 in
+            // bench/RESULTS.md); it lasts one writer's turn, so memory holds it.
+            if sqlite_writer { opts.pragma("temp_store", "memory") } else { opts }
         });
     if let Some(schema) = &settings.database_schema {
         options.set_schema_search_path(schema.clone());
@@ -264,8 +271,30 @@ mod tests {
 
     #[test]
     fn pooled_connections_are_pinged_only_after_sitting_idle() {
-        let options = super::connect_options(&super::config::Settings::default(), super::db::LOCK_WAIT);
+        let options = super::connect_options(&super::config::Settings::default(), super::db::LOCK_WAIT, false);
         assert!(!options.get_test_before_acquire(), "no ping at every checkout");
         assert_eq!(options.get_test_before_acquire_if_idle_for(), Some(super::PING_AFTER_IDLE));
+    }
+
+    #[tokio::test]
+    async fn only_sqlites_writer_connection_keeps_its_scratch_data_in_memory() {
+        use sea_orm::{ConnectionTrait, DbBackend, Statement};
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let settings = super::config::Settings {
+            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("app.db").display()),
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let temp_store = async |db: &sea_orm::DatabaseConnection| -> i64 {
+            let pragma = Statement::from_string(DbBackend::Sqlite, "PRAGMA temp_store");
+            let row = db.query_one_raw(pragma).await.expect("pragma").expect("a row");
+            row.try_get_by_index(0).expect("a number")
+        };
+        const DEFAULT: i64 = 0;
+        const MEMORY: i64 = 2;
+        let pool = super::connect_database(&settings).await.expect("pool");
+        assert_eq!(temp_store(&pool).await, DEFAULT);
+        let writer = super::connect_sqlite_writer(&settings).await.expect("writer");
+        assert_eq!(temp_store(&writer).await, MEMORY);
     }
 }
