@@ -4,8 +4,8 @@
 //! buffer for as long as a connection lives, upgraded or not, and a phone's
 //! subscription socket idles for hours. So upgraded connections leave the
 //! dispatcher (see `upgrade`) and are served here: a message is read into a
-//! buffer that exists only while it arrives, and each frame sent is written
-//! out before the next.
+//! buffer that exists only while it arrives, and the frames sent are written
+//! out before the socket waits again.
 
 use std::{io, time::Duration};
 
@@ -33,6 +33,8 @@ pub struct Socket {
     /// A message arriving in fragments: whether it is text, and its parts so far.
     fragments: Option<(bool, BytesMut)>,
     max_message_bytes: usize,
+    /// Frames queued and not yet written; no room while there are none.
+    unsent: BytesMut,
     /// A send failed or was cut off inside a frame: nothing more can be sent.
     broken: bool,
     /// The client's close frame has arrived.
@@ -48,6 +50,7 @@ impl Socket {
             received: BytesMut::from(received),
             fragments: None,
             max_message_bytes,
+            unsent: BytesMut::new(),
             broken: false,
             closed_by_client: false,
         }
@@ -128,15 +131,32 @@ impl Socket {
         Ok(())
     }
 
-    /// Sends one message. A client that has not taken it within `within` is
-    /// given up on, and the socket can send nothing more.
+    /// Sends one message, with any queued before it. A client that has not
+    /// taken them within `within` is given up on, and the socket can send
+    /// nothing more.
     pub async fn send(&mut self, message: Message, within: Duration) -> io::Result<()> {
+        self.queue(message)?;
+        self.flush(within).await
+    }
+
+    /// Adds a message to those [`Socket::flush`] writes.
+    pub fn queue(&mut self, message: Message) -> io::Result<()> {
+        self.codec.encode(message, &mut self.unsent).map_err(io::Error::other)
+    }
+
+    /// The bytes queued and not yet written.
+    pub fn queued_bytes(&self) -> usize {
+        self.unsent.len()
+    }
+
+    /// Writes the queued messages, in one system call when the client is
+    /// keeping up, as [`Socket::send`] does.
+    pub async fn flush(&mut self, within: Duration) -> io::Result<()> {
+        let unsent = std::mem::take(&mut self.unsent);
         if self.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
-        let mut frame = BytesMut::new();
-        self.codec.encode(message, &mut frame).map_err(io::Error::other)?;
-        let written = tokio::time::timeout(within, self.stream.write_all(&frame))
+        let written = tokio::time::timeout(within, self.stream.write_all(&unsent))
             .await
             .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()));
         self.broken = written.is_err();

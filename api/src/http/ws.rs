@@ -26,6 +26,7 @@ use std::{
     collections::HashMap,
     pin::Pin,
     sync::{Arc, Mutex},
+    task::Poll,
     time::Duration,
 };
 
@@ -57,6 +58,8 @@ const TRANSPORT_WS: &str = "graphql-transport-ws";
 const LEGACY_WS: &str = "graphql-ws";
 /// Largest accepted message, so a client cannot make the server buffer without bound.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Messages ready together are written together up to about this many bytes.
+const MAX_WRITE_BYTES: usize = 64 * 1024;
 /// How often the legacy protocol's keep-alive is sent.
 const LEGACY_KEEP_ALIVE: Duration = Duration::from_secs(15);
 
@@ -199,6 +202,13 @@ struct ClientMessage {
     payload: Option<Value>,
 }
 
+fn disconnected(err: std::io::Error) -> Flow {
+    if err.kind() == std::io::ErrorKind::TimedOut {
+        tracing::info!("disconnecting a WebSocket whose client stopped reading");
+    }
+    Flow::Disconnect
+}
+
 enum Flow {
     Continue,
     Close(CloseReason),
@@ -258,7 +268,7 @@ impl Connection {
                     Some(Err(_)) => Flow::Close(close_reason(4400, "Invalid message")),
                     None => break None,
                 },
-                Some(out) = self.running.next() => self.send(out).await,
+                Some(out) = self.running.next() => self.send_ready(out).await,
                 _ = &mut init_deadline, if self.principal.is_none() => {
                     Flow::Close(close_reason(4408, "Connection initialisation timeout"))
                 }
@@ -295,17 +305,37 @@ impl Connection {
     async fn send_message(&mut self, message: Message) -> Flow {
         match self.socket.send(message, self.app.settings.ws_send_timeout).await {
             Ok(()) => Flow::Continue,
-            Err(err) => {
-                if err.kind() == std::io::ErrorKind::TimedOut {
-                    tracing::info!("disconnecting a WebSocket whose client stopped reading");
-                }
-                Flow::Disconnect
-            }
+            Err(err) => disconnected(err),
         }
     }
 
-    async fn send(&mut self, out: Outgoing) -> Flow {
-        let message = match out {
+    /// Sends `out` and whatever else the running operations have ready, in
+    /// one write: events that commit together reach a subscriber together,
+    /// and a write to a socket costs about as much for one as for many.
+    async fn send_ready(&mut self, mut out: Outgoing) -> Flow {
+        loop {
+            let message = self.outgoing_message(out);
+            if self.socket.queue(Message::Text(message.to_string().into())).is_err() {
+                return Flow::Disconnect;
+            }
+            if self.socket.queued_bytes() >= MAX_WRITE_BYTES {
+                break;
+            }
+            // Polled with this task's waker, so whatever is not ready yet
+            // wakes the connection as it would have.
+            match std::future::poll_fn(|cx| Poll::Ready(self.running.poll_next_unpin(cx))).await {
+                Poll::Ready(Some(next)) => out = next,
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        match self.socket.flush(self.app.settings.ws_send_timeout).await {
+            Ok(()) => Flow::Continue,
+            Err(err) => disconnected(err),
+        }
+    }
+
+    fn outgoing_message(&mut self, out: Outgoing) -> Value {
+        match out {
             Outgoing::Next(id, response) => json!({ "type": self.protocol.next_type(), "id": id, "payload": response }),
             // An `error` ends the operation: no `complete` follows it.
             Outgoing::Error(id, errors) => {
@@ -316,8 +346,7 @@ impl Connection {
                 self.operations.remove(&id);
                 json!({ "type": "complete", "id": id })
             }
-        };
-        self.send_json(message).await
+        }
     }
 
     async fn on_message(&mut self, message: Incoming) -> Flow {
