@@ -1,6 +1,9 @@
 //! Database helpers shared by the services.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult, QueryResult, RuntimeErr,
@@ -42,15 +45,18 @@ pub enum WriteQueue {
 }
 
 impl WriteQueue {
-    /// The queue for writers on SQLite's writer connection `writer`.
-    pub fn sqlite(writer: DatabaseConnection) -> Self {
-        Self::Sqlite(Arc::new(Mutex::new(SharedCommit {
+    /// The queue for writers on SQLite's writer connection `writer`, which
+    /// leaves checkpoints to `checkpointer` (see [`checkpoints`]).
+    pub fn sqlite(writer: DatabaseConnection, checkpointer: DatabaseConnection) -> Self {
+        let queue = Arc::new(Mutex::new(SharedCommit {
             writer,
             open: None,
             waiting: Vec::new(),
             commit_queued: false,
             failed_writer: false,
-        })))
+        }));
+        tokio::spawn(checkpoints(Arc::downgrade(&queue), checkpointer));
+        Self::Sqlite(queue)
     }
 
     /// Runs `work` in a transaction that writes, after the writers queued
@@ -101,6 +107,30 @@ impl WriteQueue {
         let savepoint = open.begin().await;
         turn.shared.open = Some(open);
         Ok(Write { txn: savepoint?, turn: Some(turn) })
+    }
+}
+
+/// How often SQLite's log is copied back into its database file.
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// SQLite's commits append to its log (WAL), whose pages a checkpoint
+/// copies back into the database file, waiting for the disk. By default the
+/// commit that takes the log past 1,000 pages runs it, on the writers'
+/// connection, and every writer queued behind waits for it. The writers'
+/// connection runs none (its `wal_autocheckpoint` is 0): this task runs them
+/// on `db`, beside the writers, for as long as the queue lives. A passive
+/// checkpoint waits for no one; what it cannot copy yet, the next one does.
+async fn checkpoints(queue: Weak<Mutex<SharedCommit>>, db: DatabaseConnection) {
+    let mut interval = tokio::time::interval(CHECKPOINT_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        if queue.strong_count() == 0 {
+            return;
+        }
+        if let Err(err) = db.execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)").await {
+            tracing::warn!(error = %err, "checkpoint failed");
+        }
     }
 }
 
@@ -406,7 +436,7 @@ mod tests {
         let path = dir.path().join("numbers.db");
         let reader = connect(&path).await;
         reader.execute_unprepared("CREATE TABLE number (n INTEGER PRIMARY KEY)").await.expect("create table");
-        let queue = WriteQueue::sqlite(connect(&path).await);
+        let queue = WriteQueue::sqlite(connect(&path).await, reader.clone());
         (dir, reader, queue)
     }
 
@@ -540,17 +570,42 @@ mod tests {
     async fn writer_connection(path: &Path) -> DatabaseConnection {
         let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
         options.max_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
-            opts.journal_mode(SqliteJournalMode::Wal).busy_timeout(WRITER_LOCK_WAIT).pragma("temp_store", "memory")
+            opts.journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(WRITER_LOCK_WAIT)
+                .pragma("temp_store", "memory")
+                .pragma("wal_autocheckpoint", "0")
         });
         Database::connect(options).await.expect("connect")
+    }
+
+    #[tokio::test]
+    async fn the_writers_commits_reach_the_database_file_though_they_run_no_checkpoint() {
+        let (dir, reader, _) = numbers().await;
+        let path = dir.path().join("numbers.db");
+        reader.execute_unprepared("CREATE TABLE note (body BLOB NOT NULL)").await.expect("create table");
+        let queue = WriteQueue::sqlite(writer_connection(&path).await, reader.clone());
+        let file_size = || std::fs::metadata(&path).expect("the database file").len();
+        let before = file_size();
+        // A hundred pages: a tenth of what makes a commit checkpoint by default.
+        let notes = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) \
+            INSERT INTO note SELECT randomblob(4000) FROM n";
+        queue.write(async |txn| Ok(txn.execute_unprepared(notes).await?)).await.expect("write");
+        let copied = tokio::time::timeout(CHECKPOINT_INTERVAL * 10, async {
+            while file_size() < before + 100 * 4000 {
+                tokio::time::sleep(CHECKPOINT_INTERVAL / 5).await;
+            }
+        });
+        copied.await.expect("the notes copied into the database file by a checkpoint");
     }
 
     #[tokio::test]
     async fn a_writer_of_another_instance_on_the_same_file_waits_for_the_write_lock() {
         let (dir, reader, _) = numbers().await;
         let path = dir.path().join("numbers.db");
-        let (this_instance, other_instance) =
-            (WriteQueue::sqlite(writer_connection(&path).await), WriteQueue::sqlite(writer_connection(&path).await));
+        let (this_instance, other_instance) = (
+            WriteQueue::sqlite(writer_connection(&path).await, reader.clone()),
+            WriteQueue::sqlite(writer_connection(&path).await, reader.clone()),
+        );
         let (first, first_go) = holding(&this_instance, 1);
         settle().await;
         let second = inserting(&other_instance, &[2]);

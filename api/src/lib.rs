@@ -127,7 +127,11 @@ fn connect_options(settings: &Settings, sqlite_lock_wait: Duration, sqlite_write
             // of its own, for its rollback. In a temporary file, as by
             // default, that took a system call a page (S3 in
             // bench/RESULTS.md); it lasts one writer's turn, so memory holds it.
-            if sqlite_writer { opts.pragma("temp_store", "memory") } else { opts }
+            match sqlite_writer {
+                // Checkpoints are left to `db::checkpoints`.
+                true => opts.pragma("temp_store", "memory").pragma("wal_autocheckpoint", "0"),
+                false => opts,
+            }
         });
     if let Some(schema) = &settings.database_schema {
         options.set_schema_search_path(schema.clone());
@@ -163,7 +167,7 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let (shutting_down, _) = tokio::sync::watch::channel(false);
     let documents = graphql::documents::Documents::new(settings.max_aliases);
     let writers = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::sqlite(connect_sqlite_writer(&settings).await?),
+        sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::sqlite(connect_sqlite_writer(&settings).await?, db.clone()),
         _ => db::WriteQueue::RowLocks(db.clone()),
     };
     Ok(Arc::new(AppContext {
@@ -277,7 +281,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_sqlites_writer_connection_keeps_its_scratch_data_in_memory() {
+    async fn only_sqlites_writer_connection_keeps_scratch_data_in_memory_and_runs_no_checkpoint() {
         use sea_orm::{ConnectionTrait, DbBackend, Statement};
         let dir = tempfile::tempdir().expect("temporary directory");
         let settings = super::config::Settings {
@@ -285,16 +289,18 @@ mod tests {
             data_dir: dir.path().to_owned(),
             ..Default::default()
         };
-        let temp_store = async |db: &sea_orm::DatabaseConnection| -> i64 {
-            let pragma = Statement::from_string(DbBackend::Sqlite, "PRAGMA temp_store");
+        let pragma = async |db: &sea_orm::DatabaseConnection, name: &str| -> i64 {
+            let pragma = Statement::from_string(DbBackend::Sqlite, format!("PRAGMA {name}"));
             let row = db.query_one_raw(pragma).await.expect("pragma").expect("a row");
             row.try_get_by_index(0).expect("a number")
         };
-        const DEFAULT: i64 = 0;
-        const MEMORY: i64 = 2;
+        const TEMP_STORE_DEFAULT: i64 = 0;
+        const TEMP_STORE_MEMORY: i64 = 2;
         let pool = super::connect_database(&settings).await.expect("pool");
-        assert_eq!(temp_store(&pool).await, DEFAULT);
+        assert_eq!(pragma(&pool, "temp_store").await, TEMP_STORE_DEFAULT);
+        assert_eq!(pragma(&pool, "wal_autocheckpoint").await, 1000, "SQLite's default");
         let writer = super::connect_sqlite_writer(&settings).await.expect("writer");
-        assert_eq!(temp_store(&writer).await, MEMORY);
+        assert_eq!(pragma(&writer, "temp_store").await, TEMP_STORE_MEMORY);
+        assert_eq!(pragma(&writer, "wal_autocheckpoint").await, 0, "left to db::checkpoints");
     }
 }
