@@ -566,16 +566,13 @@ mod tests {
         assert_eq!(committed(&reader).await, vec![1, 3]);
     }
 
-    /// A writer connection set up as the server's.
+    /// The server's writer connection to the database at `path`.
     async fn writer_connection(path: &Path) -> DatabaseConnection {
-        let mut options = ConnectOptions::new(format!("sqlite://{}?mode=rwc", path.display()));
-        options.max_connections(1).sqlx_logging(false).map_sqlx_sqlite_opts(|opts| {
-            opts.journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(WRITER_LOCK_WAIT)
-                .pragma("temp_store", "memory")
-                .pragma("wal_autocheckpoint", "0")
-        });
-        Database::connect(options).await.expect("connect")
+        let settings = crate::config::Settings {
+            database_url: format!("sqlite://{}?mode=rwc", path.display()),
+            ..Default::default()
+        };
+        crate::connect_sqlite_writer(&settings).await.expect("connect")
     }
 
     #[tokio::test]

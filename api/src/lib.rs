@@ -90,7 +90,7 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
     }
-    let mut options = connect_options(settings, db::LOCK_WAIT, false);
+    let mut options = connect_options(settings, false);
     options.max_connections(settings.db_max_connections).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
@@ -103,16 +103,17 @@ pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection,
 /// timeout, which also bounds opening the connection at start: a short
 /// EXECUTION_TIMEOUT must not keep the server from starting.
 async fn connect_sqlite_writer(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
-    let mut options = connect_options(settings, db::WRITER_LOCK_WAIT, true);
+    let mut options = connect_options(settings, true);
     let wait = settings.execution_timeout.max(POOL_ACQUIRE_TIMEOUT);
     options.min_connections(1).max_connections(1).acquire_timeout(wait);
     Database::connect(options).await
 }
 
-/// `sqlite_lock_wait`: how long an SQLite connection waits for a lock
-/// another connection holds before it answers "database is locked".
-/// `sqlite_writer`: the connection is SQLite's writers' own.
-fn connect_options(settings: &Settings, sqlite_lock_wait: Duration, sqlite_writer: bool) -> ConnectOptions {
+/// `sqlite_writer`: the connection is SQLite's writers' own, which waits for
+/// another connection's lock briefly (see `db::WRITER_LOCK_WAIT`) where the
+/// pool's connections wait [`db::LOCK_WAIT`] before answering "database is locked".
+fn connect_options(settings: &Settings, sqlite_writer: bool) -> ConnectOptions {
+    let sqlite_lock_wait = if sqlite_writer { db::WRITER_LOCK_WAIT } else { db::LOCK_WAIT };
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
         .sqlx_logging(false)
@@ -127,11 +128,8 @@ fn connect_options(settings: &Settings, sqlite_lock_wait: Duration, sqlite_write
             // of its own, for its rollback. In a temporary file, as by
             // default, that took a system call a page (S3 in
             // bench/RESULTS.md); it lasts one writer's turn, so memory holds it.
-            match sqlite_writer {
-                // Checkpoints are left to `db::checkpoints`.
-                true => opts.pragma("temp_store", "memory").pragma("wal_autocheckpoint", "0"),
-                false => opts,
-            }
+            // Checkpoints are left to `db::checkpoints`.
+            if sqlite_writer { opts.pragma("temp_store", "memory").pragma("wal_autocheckpoint", "0") } else { opts }
         });
     if let Some(schema) = &settings.database_schema {
         options.set_schema_search_path(schema.clone());
@@ -275,7 +273,7 @@ mod tests {
 
     #[test]
     fn pooled_connections_are_pinged_only_after_sitting_idle() {
-        let options = super::connect_options(&super::config::Settings::default(), super::db::LOCK_WAIT, false);
+        let options = super::connect_options(&super::config::Settings::default(), false);
         assert!(!options.get_test_before_acquire(), "no ping at every checkout");
         assert_eq!(options.get_test_before_acquire_if_idle_for(), Some(super::PING_AFTER_IDLE));
     }
