@@ -1,7 +1,10 @@
 //! Database helpers shared by the services.
 
 use std::{
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -53,7 +56,7 @@ impl WriteQueue {
             open: None,
             waiting: Vec::new(),
             commit_queued: false,
-            failed_writer: false,
+            savepoint_left_open: false,
         }));
         tokio::spawn(checkpoints(Arc::downgrade(&queue), checkpointer));
         Self::Sqlite(queue)
@@ -94,19 +97,16 @@ impl WriteQueue {
     async fn begin(&self) -> Result<Write, DbErr> {
         let queue = match self {
             WriteQueue::Sqlite(queue) => queue,
-            WriteQueue::RowLocks(db) => return Ok(Write { txn: db.begin().await?, turn: None }),
+            WriteQueue::RowLocks(db) => return Ok(Write::Own(db.begin().await?)),
         };
-        let mut turn = Turn { shared: queue.clone().lock_owned().await, queue: queue.clone(), savepoint_closed: false };
-        if turn.shared.failed_writer {
-            turn.shared.commit().await;
+        let mut shared = queue.clone().lock_owned().await;
+        if !shared.undo_savepoint_left_open().await {
+            shared.commit().await;
         }
-        let open = match turn.shared.open.take() {
-            Some(open) => open,
-            None => begin_immediate(&turn.shared.writer).await?,
-        };
-        let savepoint = open.begin().await;
-        turn.shared.open = Some(open);
-        Ok(Write { txn: savepoint?, turn: Some(turn) })
+        if shared.open.is_none() {
+            shared.open = Some(begin_immediate(&shared.writer).await?);
+        }
+        Ok(Write::Turn(Turn { shared, queue: queue.clone(), savepoint_open: AtomicBool::new(false) }))
     }
 }
 
@@ -176,32 +176,52 @@ fn is_busy(err: &DbErr) -> bool {
     code.is_some_and(|code| code & 0xff == SQLITE_BUSY)
 }
 
-/// A transaction that is going to write: on SQLite a savepoint within the
-/// shared transaction, held for the writer's turn.
-pub struct Write {
-    txn: DatabaseTransaction,
-    turn: Option<Turn>,
+/// A transaction that is going to write.
+pub enum Write {
+    /// PostgreSQL: the writer's own transaction.
+    Own(DatabaseTransaction),
+    /// SQLite: a savepoint within the shared transaction, held for the
+    /// writer's turn.
+    Turn(Turn),
 }
+
+/// The writer's savepoint is opened by its first statement, in the same
+/// round trip to SQLite's connection: every round trip holds up the writers
+/// queued behind. A turn begins with no savepoint of this name open, as each
+/// turn closes its own (or leaves it to be undone), so undoing it never
+/// reaches the writes of the writers before.
+const OPEN_SAVEPOINT: &str = "SAVEPOINT writer;\n";
+const RELEASE_SAVEPOINT: &str = "RELEASE writer";
+const UNDO_SAVEPOINT: &str = "ROLLBACK TO writer; RELEASE writer";
 
 impl Write {
     async fn commit(self) -> Result<(), DbErr> {
-        let Write { txn, turn } = self;
-        let released = txn.commit().await;
-        let Some(turn) = turn else { return released };
+        let mut turn = match self {
+            Write::Own(txn) => return txn.commit().await,
+            Write::Turn(turn) => turn,
+        };
+        let released = turn.close_savepoint(RELEASE_SAVEPOINT).await;
         // Even when the release failed, the writer answers only after the
         // writes it saw are committed.
-        let committed = turn.end(released.is_ok()).await;
+        let committed = turn.end().await;
         released?;
         committed.map_err(DbErr::Custom)
     }
 
     /// Undoes this writer's writes, keeping those of the writers before it.
     async fn abandon(self) {
-        let Write { txn, turn } = self;
-        let rolled_back = txn.rollback().await.is_ok();
-        if let Some(turn) = turn {
-            // The writer answers with its own error, whatever the commit's outcome.
-            let _ = turn.end(rolled_back).await;
+        match self {
+            Write::Own(txn) => {
+                // The writer answers with its own error; PostgreSQL ends a
+                // transaction whose connection fails in any case.
+                let _ = txn.rollback().await;
+            }
+            Write::Turn(mut turn) => {
+                // A savepoint left open is undone before the next writer's turn.
+                let _ = turn.close_savepoint(UNDO_SAVEPOINT).await;
+                // The writer answers with its own error, whatever the commit's outcome.
+                let _ = turn.end().await;
+            }
         }
     }
 }
@@ -209,23 +229,41 @@ impl Write {
 #[async_trait::async_trait]
 impl ConnectionTrait for Write {
     fn get_database_backend(&self) -> DbBackend {
-        self.txn.get_database_backend()
+        match self {
+            Write::Own(txn) => txn.get_database_backend(),
+            Write::Turn(_) => DbBackend::Sqlite,
+        }
     }
 
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
-        self.txn.execute_raw(stmt).await
+        match self {
+            Write::Own(txn) => txn.execute_raw(stmt).await,
+            Write::Turn(turn) => turn.transaction()?.execute_raw(turn.in_savepoint(stmt)).await,
+        }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
-        self.txn.execute_unprepared(sql).await
+        match self {
+            Write::Own(txn) => txn.execute_unprepared(sql).await,
+            Write::Turn(turn) => match turn.opens_savepoint() {
+                true => turn.transaction()?.execute_unprepared(&format!("{OPEN_SAVEPOINT}{sql}")).await,
+                false => turn.transaction()?.execute_unprepared(sql).await,
+            },
+        }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
-        self.txn.query_one_raw(stmt).await
+        match self {
+            Write::Own(txn) => txn.query_one_raw(stmt).await,
+            Write::Turn(turn) => turn.transaction()?.query_one_raw(turn.in_savepoint(stmt)).await,
+        }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
-        self.txn.query_all_raw(stmt).await
+        match self {
+            Write::Own(txn) => txn.query_all_raw(stmt).await,
+            Write::Turn(turn) => turn.transaction()?.query_all_raw(turn.in_savepoint(stmt)).await,
+        }
     }
 }
 
@@ -237,17 +275,33 @@ pub struct SharedCommit {
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
     /// A task is queued for the turn after the writers now waiting, to commit.
     commit_queued: bool,
-    /// A writer's turn ended with its savepoint neither released nor rolled
-    /// back (its request was cancelled, or SQLite failed). SQLite may have
-    /// rolled the whole transaction back on that error, so no further writer
-    /// joins it: the next one commits what is there first.
-    failed_writer: bool,
+    /// A writer's turn ended with its savepoint open: its request was
+    /// cancelled, or SQLite failed to release or undo it. Its writes are
+    /// undone before anyone else writes or commits.
+    savepoint_left_open: bool,
 }
 
 impl SharedCommit {
+    /// Undoes the writes of a savepoint a writer left open. False if that
+    /// failed: SQLite may have rolled the whole transaction back on the
+    /// error that ended the turn, so no further writer should join it.
+    async fn undo_savepoint_left_open(&mut self) -> bool {
+        if !std::mem::take(&mut self.savepoint_left_open) {
+            return true;
+        }
+        let Some(open) = &self.open else { return true };
+        match open.execute_unprepared(UNDO_SAVEPOINT).await {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "undoing a writer's savepoint failed");
+                false
+            }
+        }
+    }
+
     /// Commits the open transaction and tells the writers waiting for it.
     async fn commit(&mut self) {
-        self.failed_writer = false;
+        self.undo_savepoint_left_open().await;
         let Some(open) = self.open.take() else { return };
         let outcome = open.commit().await.map_err(|err| {
             tracing::error!(error = %err, writers = self.waiting.len(), "shared commit failed");
@@ -262,16 +316,18 @@ impl SharedCommit {
 
 /// A writer's turn on SQLite's writer connection. Ending it, however it ends,
 /// makes sure the transaction it wrote into gets committed.
-struct Turn {
+pub struct Turn {
     shared: OwnedMutexGuard<SharedCommit>,
     queue: Arc<Mutex<SharedCommit>>,
-    savepoint_closed: bool,
+    /// The writer's savepoint is open: its first statement opened it, and
+    /// it is not yet released or undone.
+    savepoint_open: AtomicBool,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        if !self.savepoint_closed {
-            self.shared.failed_writer = true;
+        if *self.savepoint_open.get_mut() {
+            self.shared.savepoint_left_open = true;
         }
         if self.shared.open.is_some() && !self.shared.commit_queued {
             // The commit takes the turn after the writers already queued, so
@@ -288,14 +344,42 @@ impl Drop for Turn {
 }
 
 impl Turn {
-    /// Ends the turn and waits for the commit of the shared transaction.
-    /// `savepoint_closed`: the writer's savepoint was released or rolled back,
-    /// so the transaction holds what the writers before it left, plus this
-    /// writer's writes if it succeeded.
-    async fn end(mut self, savepoint_closed: bool) -> Result<(), String> {
+    /// The shared transaction, open for the whole turn.
+    fn transaction(&self) -> Result<&DatabaseTransaction, DbErr> {
+        self.shared.open.as_ref().ok_or_else(|| DbErr::Custom("the shared transaction is not open".into()))
+    }
+
+    /// Whether the statement about to run is the writer's first, which
+    /// opens its savepoint. Marked open before it runs: should the writer be
+    /// cancelled meanwhile, the savepoint is undone, whether it was opened
+    /// or not.
+    fn opens_savepoint(&self) -> bool {
+        !self.savepoint_open.swap(true, Ordering::Relaxed)
+    }
+
+    fn in_savepoint(&self, mut stmt: Statement) -> Statement {
+        if self.opens_savepoint() {
+            stmt.sql = format!("{OPEN_SAVEPOINT}{}", stmt.sql);
+        }
+        stmt
+    }
+
+    /// Releases or undoes the writer's savepoint with `sql`, if it opened one.
+    async fn close_savepoint(&mut self, sql: &str) -> Result<(), DbErr> {
+        if !*self.savepoint_open.get_mut() {
+            return Ok(());
+        }
+        self.transaction()?.execute_unprepared(sql).await?;
+        *self.savepoint_open.get_mut() = false;
+        Ok(())
+    }
+
+    /// Ends the turn and waits for the commit of the shared transaction,
+    /// which holds what the writers before it left, plus this writer's
+    /// writes if its savepoint was released.
+    async fn end(mut self) -> Result<(), String> {
         let (committed, outcome) = oneshot::channel();
         self.shared.waiting.push(committed);
-        self.savepoint_closed = savepoint_closed;
         drop(self);
         outcome.await.unwrap_or_else(|_| Err("the shared commit was abandoned".into()))
     }
@@ -361,6 +445,15 @@ impl WrittenWith {
     pub fn statement(self) -> Statement {
         StatementBuilder::build(&self.query(), &DbBackend::Postgres)
     }
+}
+
+/// `first` then `then`, as one string of statements for one round trip
+/// (SQLite). Their placeholders are unnumbered, so `then`'s take the values
+/// after `first`'s.
+pub fn joined(first: Statement, then: Statement) -> Statement {
+    let mut values = first.values.map(|values| values.0).unwrap_or_default();
+    values.extend(then.values.map(|values| values.0).unwrap_or_default());
+    Statement::from_sql_and_values(first.db_backend, format!("{};\n{}", first.sql, then.sql), values)
 }
 
 /// `name AS (query)`.
@@ -546,6 +639,45 @@ mod tests {
         assert_eq!(committed(&reader).await, vec![1, 3], "the row the second writer collided with is committed");
         finished(first).await.expect("first writer");
         finished(third).await.expect("third writer");
+    }
+
+    #[tokio::test]
+    async fn a_writers_first_statement_counts_only_its_own_rows_though_it_opens_the_savepoint() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&queue, 1);
+        settle().await;
+        let second = writer(&queue, |txn| {
+            Box::pin(async move {
+                // The writer before changed a row; this statement changes none.
+                let untouched = txn.execute_unprepared("UPDATE number SET n = n + 10 WHERE n > 100").await?;
+                assert_eq!(untouched.rows_affected(), 0);
+                let inserted = insert(txn, 2).await?;
+                assert_eq!((inserted.rows_affected(), inserted.last_insert_id()), (1, 2));
+                Ok(())
+            })
+        });
+        settle().await;
+        first_go.send(()).expect("first writer waits");
+        finished(first).await.expect("first writer");
+        finished(second).await.expect("second writer");
+        assert_eq!(committed(&reader).await, vec![1, 2]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_refused_before_its_first_statement_leaves_the_others_committed() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&queue, 1);
+        settle().await;
+        let refused = writer(&queue, |_| Box::pin(async { Err(ApiError::conflict("refused before writing")) }));
+        settle().await;
+        let third = inserting(&queue, &[3]);
+        settle().await;
+
+        first_go.send(()).expect("first writer waits");
+        assert!(finished(refused).await.is_err());
+        finished(first).await.expect("first writer");
+        finished(third).await.expect("third writer");
+        assert_eq!(committed(&reader).await, vec![1, 3]);
     }
 
     #[tokio::test]

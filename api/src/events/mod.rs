@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::{Notify, broadcast};
 
-pub use self::outbox::{NewEvent, append, append_after, draft_with};
+pub use self::outbox::{NewEvent, NewRowId, append, append_about_new_row, append_after, draft_with};
 
 /// An event as delivered to subscribers: ids and who may receive it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

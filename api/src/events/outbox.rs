@@ -1,20 +1,20 @@
 //! Appending to the outbox inside the caller's transaction.
 
-use std::borrow::Cow;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DbBackend, DbErr, Statement,
+    ConnectionTrait, DbBackend, DbErr, QueryResult, Statement,
     sea_query::{Alias, Expr},
 };
 
-use crate::db::WrittenWith;
+use crate::db::{self, WrittenWith};
 
-pub struct NewEvent {
+pub struct NewEvent<Id = i64> {
     pub community_id: i64,
     pub kind: &'static str,
     pub entity_type: &'static str,
-    pub entity_id: i64,
+    pub entity_id: Id,
     pub recipients: Vec<i64>,
 }
 
@@ -123,27 +123,10 @@ async fn append_numbered(
     events: Vec<NewEvent>,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let count = events.len() as i64;
-    // Tuples serialise as JSON arrays: `[community_id, kind, entity_type,
-    // entity_id]` and `[the event's place in the list, user_id]`.
     let rows: Vec<_> = events.iter().map(|new| (new.community_id, new.kind, new.entity_type, new.entity_id)).collect();
-    let recipients: Vec<_> = (0_i64..)
-        .zip(&events)
-        .flat_map(|(ord, new)| new.recipients.iter().map(move |&user_id| (ord, user_id)))
-        .collect();
-    let json_error = |err: serde_json::Error| DbErr::Custom(format!("events as JSON: {err}"));
-    let (events, recipients) =
-        (serde_json::to_string(&rows).map_err(json_error)?, serde_json::to_string(&recipients).map_err(json_error)?);
-    // The placeholders are unnumbered: each statement takes the values after
-    // those of the one before, `first`'s first.
-    let (sql, mut values) = match first {
-        Some(Statement { sql, values, .. }) => {
-            (Cow::Owned(format!("{sql};\n{NUMBERED_OUTBOX}")), values.map(|values| values.0).unwrap_or_default())
-        }
-        None => (Cow::Borrowed(NUMBERED_OUTBOX), Vec::with_capacity(6)),
-    };
-    values.extend([count.into(), count.into(), now.into(), events.into(), count.into(), recipients.into()]);
-    let bumped = txn.query_all_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
+    let recipients = events.iter().map(|new| new.recipients.as_slice());
+    let statement = numbered_after(first, &NUMBERED_OUTBOX, &rows, recipients, now)?;
+    let bumped = txn.query_all_raw(statement).await?;
     // Without the counter's row the inserts found nothing to number from and
     // wrote nothing; the caller's writes are undone on this error.
     if bumped.len() != 1 {
@@ -152,16 +135,78 @@ async fn append_numbered(
     Ok(())
 }
 
-/// The outbox's statements on SQLite. Their values, in order: the number of
+/// SQL giving the id of the row that statements before it, in the same
+/// round trip on SQLite's writer connection, inserted: such as
+/// `(SELECT max(id) FROM t)`, as the writer holds the write lock.
+pub struct NewRowId(pub &'static str);
+
+/// Runs `writes`, statements of which the first inserts one row and answers
+/// with it (`RETURNING *`) and the others answer with no rows, then appends
+/// `event` about that row, as [`append`] does: on SQLite, where the row's id
+/// is not known before, all in one round trip. Answers with the row.
+pub async fn append_about_new_row(
+    txn: &impl ConnectionTrait,
+    writes: Statement,
+    mut event: NewEvent<NewRowId>,
+) -> Result<QueryResult, DbErr> {
+    event.recipients.sort_unstable();
+    event.recipients.dedup();
+    let outbox = numbered_outbox(event.entity_id.0);
+    let row = [(event.community_id, event.kind, event.entity_type)];
+    let statement = numbered_after(Some(writes), &outbox, &row, [event.recipients.as_slice()], Utc::now())?;
+    let mut answered = txn.query_all_raw(statement).await?.into_iter();
+    match (answered.next(), answered.next(), answered.next()) {
+        (Some(new_row), Some(_bumped), None) => Ok(new_row),
+        _ => Err(DbErr::Custom("the new row or the event stream row missing".into())),
+    }
+}
+
+/// `first`, then `outbox`'s statements with the events' `rows` and each
+/// one's recipients as their values.
+fn numbered_after<'a>(
+    first: Option<Statement>,
+    outbox: &str,
+    rows: &[impl serde::Serialize],
+    recipients: impl IntoIterator<Item = &'a [i64]>,
+    now: DateTime<Utc>,
+) -> Result<Statement, DbErr> {
+    let count = rows.len() as i64;
+    // Tuples serialise as JSON arrays: `[community_id, kind, entity_type,
+    // entity_id]` and `[the event's place in the list, user_id]`.
+    let recipients: Vec<_> = (0_i64..)
+        .zip(recipients)
+        .flat_map(|(ord, recipients)| recipients.iter().map(move |&user_id| (ord, user_id)))
+        .collect();
+    let json_error = |err: serde_json::Error| DbErr::Custom(format!("events as JSON: {err}"));
+    let (events, recipients) =
+        (serde_json::to_string(rows).map_err(json_error)?, serde_json::to_string(&recipients).map_err(json_error)?);
+    let values = [count.into(), count.into(), now.into(), events.into(), count.into(), recipients.into()];
+    let outbox = Statement::from_sql_and_values(DbBackend::Sqlite, outbox, values);
+    Ok(match first {
+        Some(first) => db::joined(first, outbox),
+        None => outbox,
+    })
+}
+
+/// The outbox's statements on SQLite, for events about the rows
+/// [`numbered_outbox`] is given. Their values, in order: the number of
 /// events; that number, the time and the events as JSON; that number and the
 /// recipients as JSON.
-const NUMBERED_OUTBOX: &str = "UPDATE event_stream SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq;
+static NUMBERED_OUTBOX: LazyLock<String> = LazyLock::new(|| numbered_outbox("new.value ->> 3"));
+
+/// The outbox's statements on SQLite, for events whose entity's id is
+/// `entity_id`: SQL over each event's JSON array, `new.value`.
+fn numbered_outbox(entity_id: &str) -> String {
+    format!(
+        "UPDATE event_stream SET last_seq = last_seq + ? WHERE id = 1 RETURNING last_seq;
     INSERT INTO event (seq, community_id, kind, entity_type, entity_id, created_at)
-        SELECT stream.last_seq - ? + 1 + new.key, new.value ->> 0, new.value ->> 1, new.value ->> 2, new.value ->> 3, ?
+        SELECT stream.last_seq - ? + 1 + new.key, new.value ->> 0, new.value ->> 1, new.value ->> 2, {entity_id}, ?
         FROM event_stream AS stream, json_each(?) AS new WHERE stream.id = 1 ORDER BY new.key;
     INSERT INTO event_recipient (event_seq, user_id)
         SELECT stream.last_seq - ? + 1 + (recipient.value ->> 0), recipient.value ->> 1
-        FROM event_stream AS stream, json_each(?) AS recipient WHERE stream.id = 1;";
+        FROM event_stream AS stream, json_each(?) AS recipient WHERE stream.id = 1;"
+    )
+}
 
 #[cfg(test)]
 mod tests {
@@ -232,6 +277,59 @@ mod tests {
         assert_eq!(events.iter().map(|event| (event.seq, event.entity_id)).collect::<Vec<_>>(), [(1, 10)]);
         let recipients = event_recipient::Entity::find().all(&db).await.expect("recipients");
         assert_eq!(recipients.iter().map(|r| (r.event_seq, r.user_id)).collect::<Vec<_>>(), [(1, 4)]);
+    }
+
+    #[tokio::test]
+    async fn numbers_an_event_about_a_row_inserted_in_the_same_round_trip_and_answers_with_the_row_on_sqlite() {
+        use sea_orm::sea_query::Query;
+        let db = migrated().await;
+        db.execute_unprepared(
+            "CREATE TABLE note (id INTEGER PRIMARY KEY AUTOINCREMENT, said TEXT NOT NULL);
+            CREATE TABLE note_seen (note_id INTEGER NOT NULL);
+            INSERT INTO note (said) VALUES ('older')",
+        )
+        .await
+        .expect("create");
+        let insert = Query::insert()
+            .into_table(Alias::new("note"))
+            .columns([Alias::new("said")])
+            .values_panic(["five".into()])
+            .returning_all()
+            .to_owned();
+        let newest = "(SELECT max(id) FROM note)";
+        let seen = Query::insert()
+            .into_table(Alias::new("note_seen"))
+            .columns([Alias::new("note_id")])
+            .values_panic([Expr::cust(newest)])
+            .to_owned();
+        let backend = db.get_database_backend();
+        let writes = db::joined(backend.build(&insert), backend.build(&seen));
+        let new = NewEvent {
+            community_id: 7,
+            kind: "SUBMITTED",
+            entity_type: "NOTE",
+            entity_id: NewRowId(newest),
+            recipients: vec![4, 3, 4],
+        };
+        let txn = db.begin().await.expect("begin");
+        let row = append_about_new_row(&txn, writes, new).await.expect("append");
+        txn.commit().await.expect("commit");
+
+        let (id, said): (i64, String) = (row.try_get("", "id").expect("id"), row.try_get("", "said").expect("said"));
+        assert_eq!((id, said.as_str()), (2, "five"));
+        let seen = db.query_one_raw(Statement::from_string(DbBackend::Sqlite, "SELECT note_id FROM note_seen")).await;
+        let seen: i64 = seen.expect("read").expect("a row").try_get("", "note_id").expect("note_id");
+        assert_eq!(seen, 2);
+        let events = event::Entity::find().all(&db).await.expect("events");
+        let about: Vec<_> =
+            events.iter().map(|event| (event.seq, event.entity_type.as_str(), event.entity_id)).collect();
+        assert_eq!(about, [(1, "NOTE", 2)]);
+        let recipients = event_recipient::Entity::find()
+            .order_by_asc(event_recipient::Column::UserId)
+            .all(&db)
+            .await
+            .expect("recipients");
+        assert_eq!(recipients.iter().map(|r| (r.event_seq, r.user_id)).collect::<Vec<_>>(), [(1, 3), (1, 4)]);
     }
 
     #[tokio::test]

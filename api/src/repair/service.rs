@@ -32,7 +32,7 @@ use crate::{
     auth::{Action, Principal, permissions},
     db::{WrittenWith, select_written, written},
     error::{ApiError, ApiResult},
-    events::{self, NewEvent, audience},
+    events::{self, NewEvent, NewRowId, audience},
     graphql::{
         in_turn::InTurn,
         loader::RowsRead,
@@ -602,19 +602,40 @@ struct Change {
     note: Option<String>,
 }
 
-/// A submitted order with the rows written with it, one statement after
-/// another in the writer's transaction (SQLite): its photos, its first
-/// timeline entry, its event and the caller's idempotency key.
+/// A submitted order with the rows written with it on SQLite: the order, its
+/// first timeline entry and its event in one round trip to the writers'
+/// connection, then its photos and the caller's idempotency key.
 struct NewOrder<'a> {
-    order: repair_order::ActiveModel,
+    /// The order's `INSERT … RETURNING *`.
+    insert: Statement,
+    community_id: i64,
+    submitter: i64,
     photos: &'a [photos::StoredPhoto],
     claim: Option<&'a Claim>,
     now: DateTime<Utc>,
 }
 
+/// The id of the order a submission inserts on SQLite, for the rows written
+/// with it in the same round trip: the writer holds SQLite's write lock, so
+/// the newest order is its own.
+const NEW_ORDER_ID: &str = "(SELECT max(id) FROM repair_order)";
+
 impl NewOrder<'_> {
     async fn insert_in_steps(self, txn: &impl ConnectionTrait, recipients: Vec<i64>) -> ApiResult<repair_order::Model> {
-        let order = self.order.insert(txn).await?;
+        let backend = txn.get_database_backend();
+        let change = submitted_by(self.submitter);
+        let event = NewEvent {
+            community_id: self.community_id,
+            kind: change.event,
+            entity_type: ENTITY_TYPE,
+            entity_id: NewRowId(NEW_ORDER_ID),
+            recipients,
+        };
+        let timeline_entry =
+            timeline_entry(Expr::cust(NEW_ORDER_ID), None, Some(RepairState::Submitted), change, self.now);
+        let writes = crate::db::joined(self.insert, backend.build(&timeline_entry));
+        let order = events::append_about_new_row(txn, writes, event).await?;
+        let order = repair_order::Model::from_query_result(&order, "")?;
         if !self.photos.is_empty() {
             repair_photo::Entity::insert_many(self.photos.iter().map(|photo| repair_photo::ActiveModel {
                 order_id: Set(order.id),
@@ -630,8 +651,6 @@ impl NewOrder<'_> {
         if let Some(claim) = self.claim {
             claim.record(txn, &[order.id]).await?;
         }
-        let change = submitted_by(order.created_by);
-        record(txn, &order, None, Some(RepairState::Submitted), change, recipients, self.now).await?;
         Ok(order)
     }
 }
@@ -641,8 +660,9 @@ fn submitted_by(submitter: i64) -> Change {
     Change { action: RepairAction::Submitted, event: "SUBMITTED", actor: Some(submitter), note: None }
 }
 
-/// Submissions written in one statement (PostgreSQL), whose SQL differs
-/// between submissions of one shape only in the values it binds.
+/// Submissions' statements: on PostgreSQL the whole submission's, on SQLite
+/// the order's; whose SQL differs between submissions of one shape only in
+/// the values it binds.
 static SUBMISSIONS: LazyLock<Templates<SubmissionShape>> = LazyLock::new(Templates::default);
 
 /// What a submission is written from besides its parameters.
@@ -713,6 +733,11 @@ fn new_order(shape: &SubmissionShape, parameters: &Parameters) -> repair_order::
         order.resident_id = Set(parameters.id(RESIDENT));
     }
     order
+}
+
+/// The order a submission writes on SQLite, answering with its row.
+fn order_insert(shape: &SubmissionShape, parameters: &Parameters) -> InsertStatement {
+    repair_order::Entity::insert(new_order(shape, parameters)).query().returning_all().take()
 }
 
 /// The one statement of a submission (PostgreSQL): the order, its photos,
@@ -823,20 +848,9 @@ fn recorded_with(
     groups: Vec<SelectStatement>,
     now: DateTime<Utc>,
 ) -> WrittenWith {
-    use repair_order_change::Column;
-    let Change { action, event, actor, note } = change;
-    let timeline = statement.insert(
-        repair_order_change::Entity,
-        [
-            (Column::OrderId, written(repair_order::Column::Id)),
-            (Column::ActorId, Expr::val(actor)),
-            (Column::Action, Expr::val(action)),
-            (Column::FromState, Expr::val(from_state)),
-            (Column::ToState, Expr::val(to_state)),
-            (Column::Note, Expr::val(note)),
-            (Column::CreatedAt, Expr::val(now)),
-        ],
-    );
+    let event = change.event;
+    let entry = timeline_row(written(repair_order::Column::Id), from_state, to_state, change, now);
+    let timeline = statement.insert(repair_order_change::Entity, entry);
     let (community, id) = (written(repair_order::Column::CommunityId), written(repair_order::Column::Id));
     events::draft_with(timeline, event, ENTITY_TYPE, community, id, audience::array_of(groups), now)
 }
@@ -852,30 +866,50 @@ async fn record(
     recipients: Vec<i64>,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let timeline_entry = repair_order_change::Entity::insert(repair_order_change::ActiveModel {
-        order_id: Set(order.id),
-        actor_id: Set(change.actor),
-        action: Set(change.action),
-        from_state: Set(from_state),
-        to_state: Set(to_state),
-        note: Set(change.note),
-        created_at: Set(now),
-        ..Default::default()
-    })
-    .build(txn.get_database_backend());
-    events::append_after(
-        txn,
-        Some(timeline_entry),
-        vec![NewEvent {
-            community_id: order.community_id,
-            kind: change.event,
-            entity_type: ENTITY_TYPE,
-            entity_id: order.id,
-            recipients,
-        }],
-    )
-    .await?;
+    let event = NewEvent {
+        community_id: order.community_id,
+        kind: change.event,
+        entity_type: ENTITY_TYPE,
+        entity_id: order.id,
+        recipients,
+    };
+    let timeline_entry = timeline_entry(Expr::val(order.id), from_state, to_state, change, now);
+    events::append_after(txn, Some(txn.get_database_backend().build(&timeline_entry)), vec![event]).await?;
     Ok(())
+}
+
+/// A change's entry in the timeline of the order `order_id` gives.
+fn timeline_entry(
+    order_id: Expr,
+    from_state: Option<RepairState>,
+    to_state: Option<RepairState>,
+    change: Change,
+    now: DateTime<Utc>,
+) -> InsertStatement {
+    let (columns, values): (Vec<_>, Vec<_>) =
+        timeline_row(order_id, from_state, to_state, change, now).into_iter().unzip();
+    Query::insert().into_table(repair_order_change::Entity).columns(columns).values_panic(values).take()
+}
+
+/// The columns of a change's timeline entry and their values.
+fn timeline_row(
+    order_id: Expr,
+    from_state: Option<RepairState>,
+    to_state: Option<RepairState>,
+    change: Change,
+    now: DateTime<Utc>,
+) -> [(repair_order_change::Column, Expr); 7] {
+    use repair_order_change::Column;
+    let Change { action, actor, note, .. } = change;
+    [
+        (Column::OrderId, order_id),
+        (Column::ActorId, Expr::val(actor)),
+        (Column::Action, Expr::val(action)),
+        (Column::FromState, Expr::val(from_state)),
+        (Column::ToState, Expr::val(to_state)),
+        (Column::Note, Expr::val(note)),
+        (Column::CreatedAt, Expr::val(now)),
+    ]
 }
 
 fn illegal(order: &repair_order::Model, what: &str) -> ApiError {
@@ -1173,7 +1207,14 @@ pub async fn submit(
             );
             match audience::people(&app.db, groups, None).await {
                 Ok(recipients) => {
-                    let new = NewOrder { order: new_order(&shape, &parameters), photos: &stored, claim, now };
+                    let new = NewOrder {
+                        insert: SUBMISSIONS.statement(DbBackend::Sqlite, &shape, &parameters, order_insert),
+                        community_id: placement.community_id,
+                        submitter: principal.user_id,
+                        photos: &stored,
+                        claim,
+                        now,
+                    };
                     app.writers.write(async |txn| new.insert_in_steps(txn, recipients).await).await
                 }
                 Err(err) => Err(err.into()),
@@ -1633,6 +1674,11 @@ mod tests {
                     let parameters = Parameters::new(parameters);
                     templates.assert_builds_as_directly(DbBackend::Postgres, &shape, &parameters, submission_statement);
                     shapes += usize::from(n == 1);
+                    // On SQLite a place is always read before the write.
+                    if place.is_some() {
+                        templates.assert_builds_as_directly(DbBackend::Sqlite, &shape, &parameters, order_insert);
+                        shapes += usize::from(n == 1);
+                    }
                 }
             }
         }
