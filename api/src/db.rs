@@ -57,7 +57,6 @@ impl WriteQueue {
             waiting: Vec::new(),
             commit_queued: false,
             savepoint_left_open: false,
-            savepoints_kept: 0,
         }));
         tokio::spawn(checkpoints(Arc::downgrade(&queue), checkpointer));
         Self::Sqlite(queue)
@@ -101,7 +100,7 @@ impl WriteQueue {
             WriteQueue::RowLocks(db) => return Ok(Write::Own(db.begin().await?)),
         };
         let mut shared = queue.clone().lock_owned().await;
-        if !shared.undo_savepoint_left_open().await || !shared.release_savepoints_kept().await {
+        if !shared.undo_savepoint_left_open().await {
             shared.commit().await;
         }
         if shared.open.is_none() {
@@ -186,22 +185,14 @@ pub enum Write {
     Turn(Turn),
 }
 
-/// Every round trip to SQLite's writers' connection holds up the writers
-/// queued behind, so a writer's savepoint costs none of its own: it is opened
-/// by the writer's first statement, in the same round trip, and a writer
-/// that succeeds leaves it open, nested in the shared transaction, which
-/// keeps its writes. The writers before are in savepoints of the same name
-/// further out, so undoing the innermost one undoes this writer's writes
-/// only. The first statement opens it for certain once it is sent: it is
-/// the first statement of the string.
+/// The writer's savepoint is opened by its first statement, in the same
+/// round trip to SQLite's connection: every round trip holds up the writers
+/// queued behind. A turn begins with no savepoint of this name open, as each
+/// turn closes its own (or leaves it to be undone), so undoing it never
+/// reaches the writes of the writers before.
 const OPEN_SAVEPOINT: &str = "SAVEPOINT writer;\n";
+const RELEASE_SAVEPOINT: &str = "RELEASE writer";
 const UNDO_SAVEPOINT: &str = "ROLLBACK TO writer; RELEASE writer";
-const RELEASE_SAVEPOINT: &str = "RELEASE writer;";
-
-/// Savepoints kept open past this many are released together, in a round
-/// trip of their own at the start of a turn: SQLite checks every open
-/// savepoint on each page it writes.
-const MOST_SAVEPOINTS_KEPT: usize = 16;
 
 impl Write {
     async fn commit(self) -> Result<(), DbErr> {
@@ -209,8 +200,12 @@ impl Write {
             Write::Own(txn) => return txn.commit().await,
             Write::Turn(turn) => turn,
         };
-        turn.keep_savepoint();
-        turn.end().await.map_err(DbErr::Custom)
+        let released = turn.close_savepoint(RELEASE_SAVEPOINT).await;
+        // Even when the release failed, the writer answers only after the
+        // writes it saw are committed.
+        let committed = turn.end().await;
+        released?;
+        committed.map_err(DbErr::Custom)
     }
 
     /// Undoes this writer's writes, keeping those of the writers before it.
@@ -223,7 +218,7 @@ impl Write {
             }
             Write::Turn(mut turn) => {
                 // A savepoint left open is undone before the next writer's turn.
-                let _ = turn.undo_savepoint().await;
+                let _ = turn.close_savepoint(UNDO_SAVEPOINT).await;
                 // The writer answers with its own error, whatever the commit's outcome.
                 let _ = turn.end().await;
             }
@@ -281,11 +276,9 @@ pub struct SharedCommit {
     /// A task is queued for the turn after the writers now waiting, to commit.
     commit_queued: bool,
     /// A writer's turn ended with its savepoint open: its request was
-    /// cancelled, or SQLite failed to undo it. Its writes are undone before
-    /// anyone else writes or commits.
+    /// cancelled, or SQLite failed to release or undo it. Its writes are
+    /// undone before anyone else writes or commits.
     savepoint_left_open: bool,
-    /// Savepoints of writers whose writes are kept, open in the transaction.
-    savepoints_kept: usize,
 }
 
 impl SharedCommit {
@@ -306,29 +299,9 @@ impl SharedCommit {
         }
     }
 
-    /// Releases the savepoints kept open once there are
-    /// [`MOST_SAVEPOINTS_KEPT`]. False if that failed.
-    async fn release_savepoints_kept(&mut self) -> bool {
-        let Some(open) = &self.open else { return true };
-        if self.savepoints_kept < MOST_SAVEPOINTS_KEPT {
-            return true;
-        }
-        match open.execute_unprepared(&RELEASE_SAVEPOINT.repeat(self.savepoints_kept)).await {
-            Ok(_) => {
-                self.savepoints_kept = 0;
-                true
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "releasing the writers' savepoints failed");
-                false
-            }
-        }
-    }
-
     /// Commits the open transaction and tells the writers waiting for it.
     async fn commit(&mut self) {
         self.undo_savepoint_left_open().await;
-        self.savepoints_kept = 0;
         let Some(open) = self.open.take() else { return };
         let outcome = open.commit().await.map_err(|err| {
             tracing::error!(error = %err, writers = self.waiting.len(), "shared commit failed");
@@ -391,27 +364,19 @@ impl Turn {
         stmt
     }
 
-    /// Keeps the writer's writes: its savepoint, if it opened one, stays
-    /// open inside the shared transaction.
-    fn keep_savepoint(&mut self) {
-        if std::mem::take(self.savepoint_open.get_mut()) {
-            self.shared.savepoints_kept += 1;
-        }
-    }
-
-    /// Undoes the writer's writes, if it opened a savepoint.
-    async fn undo_savepoint(&mut self) -> Result<(), DbErr> {
+    /// Releases or undoes the writer's savepoint with `sql`, if it opened one.
+    async fn close_savepoint(&mut self, sql: &str) -> Result<(), DbErr> {
         if !*self.savepoint_open.get_mut() {
             return Ok(());
         }
-        self.transaction()?.execute_unprepared(UNDO_SAVEPOINT).await?;
+        self.transaction()?.execute_unprepared(sql).await?;
         *self.savepoint_open.get_mut() = false;
         Ok(())
     }
 
     /// Ends the turn and waits for the commit of the shared transaction,
     /// which holds what the writers before it left, plus this writer's
-    /// writes if its savepoint was kept.
+    /// writes if its savepoint was released.
     async fn end(mut self) -> Result<(), String> {
         let (committed, outcome) = oneshot::channel();
         self.shared.waiting.push(committed);
@@ -703,8 +668,7 @@ mod tests {
         let (_dir, reader, queue) = numbers().await;
         let (first, first_go) = holding(&queue, 1);
         settle().await;
-        // Three times as many as are kept open before being released together.
-        let writers: Vec<_> = (2..2 + 3 * MOST_SAVEPOINTS_KEPT as i64)
+        let writers: Vec<_> = (2..50)
             .map(|n| {
                 let numbers: &'static [i64] = match n {
                     // Its own row, then a duplicate of the first's.
