@@ -9,7 +9,9 @@ use entity::{
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityName,
-    sea_query::{Expr, ExprTrait, Query, SelectStatement, SimpleExpr, UnionType},
+    sea_query::{
+        Alias, CommonTableExpression, Expr, ExprTrait, Query, SelectStatement, SimpleExpr, UnionType, WithClause,
+    },
 };
 
 use crate::property::scope;
@@ -68,6 +70,18 @@ pub fn array_of(groups: impl IntoIterator<Item = SelectStatement>) -> Expr {
         Some(union) => Expr::cust_with_expr("ARRAY($1)", Expr::SubQuery(None, Box::new(union.into()))),
         None => Expr::val(Vec::<i64>::new()),
     }
+}
+
+/// The people `groups` select, as a JSON array (SQLite): read along with
+/// the row of the statement the expression is in.
+pub fn json_array_of(groups: impl IntoIterator<Item = SelectStatement>) -> Expr {
+    let Some(union) = union_of(groups) else { return Expr::val("[]") };
+    let mut people = CommonTableExpression::new();
+    people.query(union).table_name(Alias::new("people")).column(Alias::new("person"));
+    let mut clauses = WithClause::new();
+    clauses.cte(people);
+    let read = Query::select().expr(Expr::cust("json_group_array(person)")).from(Alias::new("people")).take();
+    Expr::SubQuery(None, Box::new(read.with(clauses).into()))
 }
 
 fn union_of(groups: impl IntoIterator<Item = SelectStatement>) -> Option<SelectStatement> {

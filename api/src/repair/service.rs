@@ -953,6 +953,8 @@ struct Placement {
     unit_id: Option<i64>,
     resident: Option<Resident>,
     channel: RepairChannel,
+    /// Everyone the order concerns, when read with the place.
+    recipients: Option<Vec<i64>>,
 }
 
 /// Whom an order is for, and the phone it falls back to for contact.
@@ -975,15 +977,20 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
         if let Some(db) = app.writers.alone() {
             return Ok(Place::InTheWrite { db, unit_id });
         }
-        // SQLite's writes take turns in steps: the place is read first.
-        let read = db.get_database_backend().build(&place_in_residents_unit(principal, unit_id));
+        // SQLite's writes take turns in steps: the place is read first, and
+        // with it everyone the order concerns.
+        let parameters = Parameters::new(vec![Some(Parameter::Id(principal.user_id)), Some(Parameter::Id(unit_id))]);
+        let read = RESIDENTS_PLACES.statement(DbBackend::Sqlite, &(), &parameters, residents_place);
         let placed = ResidentsPlace::find_by_statement(read).one(db).await?.ok_or(ApiError::NotFound("unit"))?;
+        let recipients = serde_json::from_str(&placed.recipients)
+            .map_err(|err| ApiError::Internal(format!("the recipients read with a place: {err}")))?;
         return Ok(Place::Known(Placement {
             community_id: placed.community_id,
             building_id: placed.building_id,
             unit_id: Some(placed.unit_id),
             resident: placed.resident_id.zip(placed.contact_phone).map(|(id, phone)| Resident { id, phone }),
             channel: RepairChannel::App,
+            recipients: Some(recipients),
         }));
     }
 
@@ -1019,10 +1026,32 @@ async fn place<'a>(app: &'a AppContext, principal: &Principal, submission: &Subm
         unit_id: unit.map(|unit| unit.id),
         resident,
         channel,
+        recipients: None,
     }))
 }
 
-/// A row of [`place_in_residents_unit`], read before the write.
+/// A resident's place with everyone an order there concerns, read before
+/// the write (SQLite), whose SQL differs between residents and units only
+/// in the values it binds.
+static RESIDENTS_PLACES: LazyLock<Templates<()>> = LazyLock::new(Templates::default);
+
+/// [`place_in_residents_unit`] for the resident and unit `parameters`
+/// give, with everyone an order there concerns as a JSON array.
+fn residents_place((): &(), parameters: &Parameters) -> SelectStatement {
+    let resident = Principal {
+        user_id: parameters.id(0).unwrap_or_default(),
+        role: Role::Resident,
+        position: None,
+        community_id: None,
+    };
+    let mut read = place_in_residents_unit(&resident, parameters.id(1).unwrap_or_default());
+    let at = |column| Expr::col((unit::Entity, column));
+    let groups = groups_at(at(unit::Column::CommunityId), at(unit::Column::BuildingId), Some(at(unit::Column::Id)));
+    read.expr_as(audience::json_array_of(groups), Alias::new("recipients"));
+    read
+}
+
+/// A row of [`residents_place`].
 #[derive(FromQueryResult)]
 struct ResidentsPlace {
     community_id: i64,
@@ -1030,6 +1059,8 @@ struct ResidentsPlace {
     unit_id: i64,
     resident_id: Option<i64>,
     contact_phone: Option<String>,
+    /// Everyone an order there concerns, as a JSON array.
+    recipients: String,
 }
 
 /// The columns of a resident's order that its unit decides ([`PLACED`]):
@@ -1200,12 +1231,18 @@ pub async fn submit(
         }
         // Read before taking the writer connection, SQLite's one lane.
         (Place::Known(placement), None) => {
-            let groups = groups_at(
-                Expr::val(placement.community_id),
-                Expr::val(placement.building_id),
-                placement.unit_id.map(Expr::val),
-            );
-            match audience::people(&app.db, groups, None).await {
+            let recipients = match placement.recipients {
+                Some(recipients) => Ok(recipients),
+                None => {
+                    let groups = groups_at(
+                        Expr::val(placement.community_id),
+                        Expr::val(placement.building_id),
+                        placement.unit_id.map(Expr::val),
+                    );
+                    audience::people(&app.db, groups, None).await
+                }
+            };
+            match recipients {
                 Ok(recipients) => {
                     let new = NewOrder {
                         insert: SUBMISSIONS.statement(DbBackend::Sqlite, &shape, &parameters, order_insert),
@@ -1683,6 +1720,16 @@ mod tests {
             }
         }
         assert_eq!(templates.kept_and_unkept(), (shapes, 0));
+    }
+
+    #[test]
+    fn a_residents_place_is_written_once_and_binds_who_asks_and_which_unit() {
+        let templates = Templates::default();
+        for (resident, unit) in [(10, 30), (11, 31)] {
+            let parameters = Parameters::new(vec![Some(Parameter::Id(resident)), Some(Parameter::Id(unit))]);
+            templates.assert_builds_as_directly(DbBackend::Sqlite, &(), &parameters, residents_place);
+        }
+        assert_eq!(templates.kept_and_unkept(), (1, 0));
     }
 
     /// Each order's unit, building and assignee, kept in `rows_read` and
