@@ -165,7 +165,9 @@ pub async fn app_context(db: DatabaseConnection, settings: Settings) -> Result<A
     let (shutting_down, _) = tokio::sync::watch::channel(false);
     let documents = graphql::documents::Documents::new(settings.max_aliases);
     let writers = match db.get_database_backend() {
-        sea_orm::DatabaseBackend::Sqlite => db::WriteQueue::sqlite(connect_sqlite_writer(&settings).await?, db.clone()),
+        sea_orm::DatabaseBackend::Sqlite => {
+            db::WriteQueue::sqlite(connect_sqlite_writer(&settings).await?, db.get_sqlite_connection_pool().clone())
+        }
         _ => db::WriteQueue::RowLocks(db.clone()),
     };
     Ok(Arc::new(AppContext {
