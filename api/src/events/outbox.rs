@@ -142,8 +142,8 @@ pub struct NewRowId(pub &'static str);
 
 /// Runs `writes`, statements of which the first inserts one row and answers
 /// with it (`RETURNING *`) and the others answer with no rows, then appends
-/// `event` about that row, as [`append`] does: on SQLite, where the row's id
-/// is not known before, all in one round trip. Answers with the row.
+/// `event` about that row, as [`append`] does, all in one round trip though
+/// the row's id is not known before. SQLite only. Answers with the row.
 pub async fn append_about_new_row(
     txn: &impl ConnectionTrait,
     writes: Statement,
@@ -188,10 +188,10 @@ fn numbered_after<'a>(
     })
 }
 
-/// The outbox's statements on SQLite, for events about the rows
-/// [`numbered_outbox`] is given. Their values, in order: the number of
-/// events; that number, the time and the events as JSON; that number and the
-/// recipients as JSON.
+/// The outbox's statements on SQLite, for events whose JSON arrays carry
+/// their entity's id. Their values, in order: the number of events; that
+/// number, the time and the events as JSON; that number and the recipients
+/// as JSON.
 static NUMBERED_OUTBOX: LazyLock<String> = LazyLock::new(|| numbered_outbox("new.value ->> 3"));
 
 /// The outbox's statements on SQLite, for events whose entity's id is
