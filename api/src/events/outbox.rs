@@ -18,6 +18,14 @@ pub struct NewEvent<Id = i64> {
     pub recipients: Vec<i64>,
 }
 
+impl<Id> NewEvent<Id> {
+    /// Recipients in order, each once, as the outbox stores them.
+    fn name_each_recipient_once(&mut self) {
+        self.recipients.sort_unstable();
+        self.recipients.dedup();
+    }
+}
+
 /// Appends events in the caller's transaction. Events commit in `seq` order,
 /// so none can appear behind a later one: on SQLite they are numbered from
 /// the outbox counter, whose lock is held from the bump to the commit; on
@@ -39,10 +47,7 @@ pub async fn append_after(
             None => Ok(()),
         };
     }
-    for new in &mut events {
-        new.recipients.sort_unstable();
-        new.recipients.dedup();
-    }
+    events.iter_mut().for_each(NewEvent::name_each_recipient_once);
     let now = Utc::now();
     match txn.get_database_backend() {
         DbBackend::Postgres => {
@@ -149,8 +154,7 @@ pub async fn append_about_new_row(
     writes: Statement,
     mut event: NewEvent<NewRowId>,
 ) -> Result<QueryResult, DbErr> {
-    event.recipients.sort_unstable();
-    event.recipients.dedup();
+    event.name_each_recipient_once();
     let outbox = numbered_outbox(event.entity_id.0);
     let row = [(event.community_id, event.kind, event.entity_type)];
     let statement = numbered_after(Some(writes), &outbox, &row, [event.recipients.as_slice()], Utc::now())?;

@@ -621,7 +621,7 @@ struct NewOrder<'a> {
 const NEW_ORDER_ID: &str = "(SELECT max(id) FROM repair_order)";
 
 impl NewOrder<'_> {
-    async fn insert_in_steps(self, txn: &impl ConnectionTrait, recipients: Vec<i64>) -> ApiResult<repair_order::Model> {
+    async fn write(self, txn: &impl ConnectionTrait, recipients: Vec<i64>) -> ApiResult<repair_order::Model> {
         let backend = txn.get_database_backend();
         let change = submitted_by(self.submitter);
         let event = NewEvent {
@@ -1252,7 +1252,7 @@ pub async fn submit(
                         claim,
                         now,
                     };
-                    app.writers.write(async |txn| new.insert_in_steps(txn, recipients).await).await
+                    app.writers.write(async |txn| new.write(txn, recipients).await).await
                 }
                 Err(err) => Err(err.into()),
             }
