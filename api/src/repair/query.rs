@@ -79,11 +79,14 @@ impl RepairQuery {
     }
 }
 
-/// Where orders' selections show their unit, building and assignee.
+/// Where orders' selections show their unit, building, assignee, resident
+/// and submitter.
 struct Shown<'a> {
     units: Vec<SelectionField<'a>>,
     buildings: Vec<SelectionField<'a>>,
     assignees: Vec<SelectionField<'a>>,
+    residents: Vec<SelectionField<'a>>,
+    submitters: Vec<SelectionField<'a>>,
 }
 
 impl<'a> Shown<'a> {
@@ -97,7 +100,13 @@ impl<'a> Shown<'a> {
         // the columns either shows.
         let mut buildings = named("building");
         buildings.extend(selected_under(&units).filter(|field| field.name() == "building"));
-        Self { units, buildings, assignees: named("assignee") }
+        Self {
+            units,
+            buildings,
+            assignees: named("assignee"),
+            residents: named("resident"),
+            submitters: named("submittedBy"),
+        }
     }
 
     /// The columns of each that the fields showing it read.
@@ -105,10 +114,21 @@ impl<'a> Shown<'a> {
         fn read_by<E: ColumnsRead>(shown: &[SelectionField<'_>]) -> Option<ReadPlan<E>> {
             (!shown.is_empty()).then(|| ReadPlan::new(E::columns_read_by(selected_under(shown))))
         }
+        let (residents, submitters) = (!self.residents.is_empty(), !self.submitters.is_empty());
+        // A person may be an order's assignee too: the row kept for them
+        // holds what the assignee's fields read as well.
+        let people = (residents || submitters).then(|| service::PeopleShown {
+            plan: ReadPlan::new(user::Entity::columns_read_by(selected_under(
+                &[&self.residents[..], &self.submitters, &self.assignees].concat(),
+            ))),
+            residents,
+            submitters,
+        });
         service::RelatedShown {
             unit: read_by::<unit::Entity>(&self.units),
             building: read_by::<building::Entity>(&self.buildings),
             assignee: read_by::<user::Entity>(&self.assignees),
+            people,
         }
     }
 }

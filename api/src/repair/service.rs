@@ -328,6 +328,9 @@ async fn read_rows(
         }
         orders.push(order);
     }
+    if let Some((RelatedShown { people: Some(people), .. }, rows_read)) = join_related {
+        people.read_and_keep(db, &orders, rows_read).await?;
+    }
     Ok(orders)
 }
 
@@ -370,13 +373,76 @@ fn unread_order() -> repair_order::Model {
     }
 }
 
+/// What a user's unread columns hold where only those a selection shows are
+/// read: no field of that selection reads them.
+fn unread_user() -> user::Model {
+    user::Model {
+        id: 0,
+        phone: String::new(),
+        name: String::new(),
+        password_hash: None,
+        role: Role::Resident,
+        position: None,
+        community_id: None,
+        created_at: DateTime::<Utc>::UNIX_EPOCH,
+    }
+}
+
 /// The columns of each order's unit, building and assignee a selection shows
-/// beside it (see `ColumnsRead`), each with its plan for reading them; `None`
-/// for one it does not show.
+/// beside it (see `ColumnsRead`), each with its plan for reading them, and
+/// the people it shows as residents and submitters; `None` for one it does
+/// not show.
 pub struct RelatedShown {
     pub unit: Option<ReadPlan<unit::Entity>>,
     pub building: Option<ReadPlan<building::Entity>>,
     pub assignee: Option<ReadPlan<user::Entity>>,
+    pub people: Option<PeopleShown>,
+}
+
+/// The users a selection shows as its orders' residents or submitters. They
+/// are read right after the orders, all in one statement: through the
+/// shared batch loader each such field waited out its gathering window, and
+/// a page whose fields reached it in more than one pass of a loaded host's
+/// executor was read in two statements.
+pub struct PeopleShown {
+    /// The columns the fields showing them read, and those of the
+    /// assignee's, whose row a person's may replace.
+    pub plan: ReadPlan<user::Entity>,
+    pub residents: bool,
+    pub submitters: bool,
+}
+
+impl PeopleShown {
+    /// Reads the people shown for `orders` and keeps them with the rows read.
+    async fn read_and_keep(
+        &self,
+        db: &DatabaseConnection,
+        orders: &[repair_order::Model],
+        rows_read: &RowsRead,
+    ) -> Result<(), DbErr> {
+        let mut ids: Vec<i64> = orders
+            .iter()
+            .flat_map(|order| {
+                [order.resident_id.filter(|_| self.residents), Some(order.created_by).filter(|_| self.submitters)]
+            })
+            .flatten()
+            .collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        let people = user::Entity::find()
+            .select_only()
+            .columns(self.plan.columns().iter().copied())
+            .filter(user::Column::Id.is_in(ids))
+            .into_query();
+        for row in db.query_all_raw(db.get_database_backend().build(&people)).await? {
+            let person = rows::model_with(&row, 0, &self.plan, unread_user(), None)?;
+            rows_read.keep::<user::Entity>(person.id, person, self.plan.names());
+        }
+        Ok(())
+    }
 }
 
 /// The columns of each order's unit, building and assignee a statement
@@ -392,7 +458,7 @@ struct JoinedColumns {
 impl RelatedShown {
     /// Whether the selection shows any of them.
     pub fn any(&self) -> bool {
-        self.unit.is_some() || self.building.is_some() || self.assignee.is_some()
+        self.unit.is_some() || self.building.is_some() || self.assignee.is_some() || self.people.is_some()
     }
 
     /// The columns of each that a statement joins: all those shown, but the
@@ -444,18 +510,8 @@ impl RelatedShown {
             keep_joined(row, &mut at, plan, unread, key, (&mut kept.buildings, rows_read))?;
         }
         if let Some(plan) = &self.assignee {
-            let unread = user::Model {
-                id: 0,
-                phone: String::new(),
-                name: String::new(),
-                password_hash: None,
-                role: Role::Resident,
-                position: None,
-                community_id: None,
-                created_at: never,
-            };
             let key = keys_held.assignee.then_some(order.assignee_id);
-            keep_joined(row, &mut at, plan, unread, key, (&mut kept.assignees, rows_read))?;
+            keep_joined(row, &mut at, plan, unread_user(), key, (&mut kept.assignees, rows_read))?;
         }
         Ok(())
     }
@@ -1545,6 +1601,7 @@ mod tests {
             unit: Some(ReadPlan::new(unit::Column::iter().collect())),
             building: Some(ReadPlan::new(building::Column::iter().collect())),
             assignee: Some(ReadPlan::new(user::Column::iter().collect())),
+            people: None,
         }
     }
 
@@ -1832,7 +1889,7 @@ mod tests {
             updated_at: Set(at(13)),
             ..Default::default()
         };
-        every_column_set.insert(&db).await.expect("order");
+        every_column_set.clone().insert(&db).await.expect("order");
         let patrol_finding = repair_order::ActiveModel {
             community_id: Set(community.id),
             building_id: Set(building.id),
@@ -1880,6 +1937,7 @@ mod tests {
             unit: Some(ReadPlan::new(vec![unit::Column::Id, unit::Column::Number])),
             building: None,
             assignee: Some(ReadPlan::new(vec![user::Column::Id, user::Column::Name])),
+            people: None,
         };
         read_page(&db, page(), &every_column, Some((&shown, &rows_read))).await.expect("page");
         let order = &by_name[0];
@@ -1923,6 +1981,44 @@ mod tests {
         assert!(!selected.contains(r#""unit"."id""#), "{selected}");
         assert!(selected.contains(r#""building"."id""#) && selected.contains(r#""assignee"."id""#), "{selected}");
         assert_kept_whole(&db, &rows_read, &by_name, 7).await;
+
+        // The people shown as residents or submitters are read after the
+        // page, with the columns shown, and only those shown.
+        let person = |phone: &str, name: &str, role| user::ActiveModel {
+            phone: Set(phone.into()),
+            name: Set(name.into()),
+            role: Set(role),
+            community_id: Set(Some(community.id)),
+            created_at: Set(at(18)),
+            ..Default::default()
+        };
+        let owner = person("13800000003", "业主", Role::Resident).insert(&db).await.expect("owner");
+        let butler = person("13800000004", "管家", Role::Staff).insert(&db).await.expect("butler");
+        let entered_for_owner = repair_order::ActiveModel {
+            resident_id: Set(Some(owner.id)),
+            created_by: Set(butler.id),
+            ..every_column_set
+        };
+        entered_for_owner.insert(&db).await.expect("order");
+        let name_only = || vec![user::Column::Id, user::Column::Name];
+        for (residents, submitters) in [(true, false), (false, true), (true, true)] {
+            let shown = RelatedShown {
+                unit: None,
+                building: None,
+                assignee: None,
+                people: Some(PeopleShown { plan: ReadPlan::new(name_only()), residents, submitters }),
+            };
+            let rows_read = RowsRead::default();
+            read_page(&db, page(), &every_column, Some((&shown, &rows_read))).await.expect("page");
+            let kept_name = |id| rows_read.get::<user::Entity>(id, 8, name_only).map(|kept| kept.name.clone());
+            assert_eq!(kept_name(owner.id), residents.then(|| "业主".to_owned()));
+            assert_eq!(kept_name(butler.id), submitters.then(|| "管家".to_owned()));
+            assert_eq!(kept_name(technician.id), Some("王师傅".to_owned()), "both a resident and a submitter");
+            assert_eq!(
+                rows_read.get::<user::Entity>(owner.id, 9, || vec![user::Column::Id, user::Column::Phone]),
+                None
+            );
+        }
     }
 
     #[tokio::test]
