@@ -28,7 +28,8 @@ pub struct Settings {
     /// Address the HTTP server listens on.
     pub bind: String,
     pub database_url: String,
-    pub db_max_connections: u32,
+    /// The pool's connections; by default [`Settings::pool_size`]'s.
+    pub db_max_connections: Option<u32>,
     /// PostgreSQL schema to use instead of the connection's default search path.
     pub database_schema: Option<String>,
     /// Where the embedded database, the development JWT secret and uploads live.
@@ -142,7 +143,7 @@ impl Default for Settings {
             app_env: AppEnv::Development,
             bind: "127.0.0.1:8080".into(),
             database_url: "sqlite://data/app.db?mode=rwc".into(),
-            db_max_connections: 10,
+            db_max_connections: None,
             database_schema: None,
             data_dir: PathBuf::from("data"),
             redis_url: None,
@@ -216,6 +217,12 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// The cores this process may run on, as its CPU affinity allows.
+fn cores_to_run_on() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u32::try_from(cores).unwrap_or(u32::MAX)
+}
+
 /// Drops the password part of `scheme://user:password@host/...`.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -240,7 +247,13 @@ pub enum SettingsError {
     NoLoginAttempts,
     #[error("every RATE_LIMIT_*_PER_MINUTE and RATE_LIMIT_*_BURST must be at least 1")]
     EmptyRateLimit,
+    #[error("DB_MAX_CONNECTIONS must be at least 1")]
+    NoConnections,
 }
+
+/// PostgreSQL's pool by default: on the two-core benchmark host the server
+/// answered S3 best with about ten connections (bench/RESULTS.md).
+const POSTGRES_POOL: u32 = 10;
 
 impl Settings {
     /// Reads `.env` when present, then the process environment.
@@ -262,6 +275,9 @@ impl Settings {
         if limits.iter().any(|limit| limit.per_minute == 0 || limit.burst == 0) {
             return Err(SettingsError::EmptyRateLimit);
         }
+        if self.db_max_connections == Some(0) {
+            return Err(SettingsError::NoConnections);
+        }
         match (&self.jwt_secret, self.app_env) {
             (None, AppEnv::Production) => Err(SettingsError::MissingProductionSecret),
             (Some(secret), _) if secret.len() < 32 => Err(SettingsError::WeakSecret),
@@ -271,6 +287,23 @@ impl Settings {
 
     pub fn is_production(&self) -> bool {
         self.app_env == AppEnv::Production
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// The connections the pool holds: `DB_MAX_CONNECTIONS`, or else ten on
+    /// PostgreSQL and on SQLite two for each core the process may run on.
+    /// SQLite's readers run in the process, each on a thread of its own
+    /// with a page cache of its own that every commit leaves partly stale:
+    /// readers beyond the cores only switch threads and refresh caches. On
+    /// the one-core benchmark server two readers answered S3 with a p99 of
+    /// 17 ms where ten took 29 ms, and one left requests queued behind it
+    /// (bench/RESULTS.md, thirty-eighth round).
+    pub fn pool_size(&self) -> u32 {
+        self.db_max_connections
+            .unwrap_or_else(|| if self.is_sqlite() { cores_to_run_on().saturating_mul(2) } else { POSTGRES_POOL })
     }
 
     pub fn ip_limit(&self) -> Limit {
@@ -316,5 +349,17 @@ mod tests {
         assert!(matches!(settings.validate(), Err(SettingsError::WeakSecret)));
         settings.jwt_secret = Some("x".repeat(32));
         assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn the_pool_suits_the_database_unless_sized() {
+        assert_eq!(Settings::default().pool_size(), 2 * cores_to_run_on());
+        let postgres = Settings { database_url: "postgres://app@db/app".into(), ..Settings::default() };
+        assert_eq!(postgres.pool_size(), 10);
+        let sized = Settings { db_max_connections: Some(3), ..postgres };
+        assert_eq!(sized.pool_size(), 3);
+        assert!(sized.validate().is_ok());
+        let empty = Settings { db_max_connections: Some(0), ..Settings::default() };
+        assert!(matches!(empty.validate(), Err(SettingsError::NoConnections)));
     }
 }

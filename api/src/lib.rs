@@ -86,12 +86,12 @@ const LISTEN_BACKLOG: i32 = 1024;
 
 /// Connects to the database named by the settings and brings its schema up to date.
 pub async fn connect_database(settings: &Settings) -> Result<DatabaseConnection, DbErr> {
-    if settings.database_url.starts_with("sqlite:") {
+    if settings.is_sqlite() {
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|err| DbErr::Custom(format!("cannot create the data directory: {err}")))?;
     }
     let mut options = connect_options(settings, false);
-    options.max_connections(settings.db_max_connections).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
+    options.max_connections(settings.pool_size()).acquire_timeout(POOL_ACQUIRE_TIMEOUT);
     let db = Database::connect(options).await?;
     Migrator::up(&db, None).await?;
     Ok(db)

@@ -127,20 +127,28 @@ impl Fixture {
     }
 
     /// Each API server's share of the database connections one server has
-    /// by default. Deployments size their instances' pools so: PostgreSQL
-    /// on this host served S3 best with about that many in all, and two
-    /// instances of ten raised its p99 by a fifth (twenty-seventh round).
-    fn pool_per_api(&self) -> u32 {
+    /// by default, on PostgreSQL. Deployments size their instances' pools
+    /// so: PostgreSQL on this host served S3 best with about that many in
+    /// all, and two instances of ten raised its p99 by a fifth
+    /// (twenty-seventh round). On SQLite, where each process reads through
+    /// connections of its own, none: each takes its own default.
+    fn pool_per_api(&self) -> Option<u32> {
         let instances = u32::try_from(self.instances).unwrap_or(u32::MAX);
-        (one_servers_pool() / instances).max(1)
+        self.one_servers_pool().map(|pool| (pool / instances).max(1))
     }
 
-    /// The environment a server process with a pool of `pool` connections
-    /// reads its settings from.
-    fn env(&self, bind: &str, pool: u32) -> Vec<(String, String)> {
+    /// The database connections a server has by default on PostgreSQL;
+    /// `None` on SQLite, where a server sizes its pool by the cores it may
+    /// run on, and every server here runs on core 0 alone.
+    fn one_servers_pool(&self) -> Option<u32> {
+        (!self.settings.is_sqlite()).then(|| self.settings.pool_size())
+    }
+
+    /// The environment a server process with a pool of `pool` connections,
+    /// or of its default, reads its settings from.
+    fn env(&self, bind: &str, pool: Option<u32>) -> Vec<(String, String)> {
         let mut env = vec![
             ("BIND", bind.to_owned()),
-            ("DB_MAX_CONNECTIONS", pool.to_string()),
             ("DATABASE_URL", self.settings.database_url.clone()),
             ("DATA_DIR", self.settings.data_dir.display().to_string()),
             ("JWT_SECRET", JWT_SECRET.to_owned()),
@@ -149,6 +157,9 @@ impl Fixture {
             ("ACCESS_TOKEN_TTL", "2h".to_owned()),
             ("WS_MAX_CONNECTIONS_PER_USER", UNLIMITED.to_owned()),
         ];
+        if let Some(pool) = pool {
+            env.push(("DB_MAX_CONNECTIONS", pool.to_string()));
+        }
         if let Some(schema) = &self.settings.database_schema {
             env.push(("DATABASE_SCHEMA", schema.clone()));
         }
@@ -422,11 +433,6 @@ pub async fn try_call(
     }
 }
 
-/// The database connections a server has by default.
-fn one_servers_pool() -> u32 {
-    api::config::Settings::default().db_max_connections
-}
-
 /// A server process under test, pinned to core 0, killed when dropped.
 pub struct Child {
     process: std::process::Child,
@@ -448,10 +454,10 @@ impl Child {
     }
 
     pub async fn baselines(fixture: &Fixture) -> Self {
-        Self::start(fixture, &["serve-baselines"], "/b0", one_servers_pool()).await
+        Self::start(fixture, &["serve-baselines"], "/b0", fixture.one_servers_pool()).await
     }
 
-    async fn start(fixture: &Fixture, args: &[&str], ready_path: &str, pool: u32) -> Self {
+    async fn start(fixture: &Fixture, args: &[&str], ready_path: &str, pool: Option<u32>) -> Self {
         let port = TcpListener::bind("127.0.0.1:0").expect("free port").local_addr().expect("addr").port();
         let addr = format!("127.0.0.1:{port}");
         let exe = std::env::current_exe().expect("own executable");

@@ -81,7 +81,7 @@ pub async fn spawn_app_with(customise: impl FnOnce(&mut Settings)) -> TestApp {
         database_url: format!("sqlite://{}/app.db?mode=rwc", data_dir.path().display()),
         jwt_secret: Some(TEST_JWT_SECRET.into()),
         workers: 1,
-        db_max_connections: 5,
+        db_max_connections: Some(5),
         // Every test server shares 127.0.0.1 (and Redis, in CI); tests of the
         // rate limits set their own.
         rate_limit_ip_per_minute: UNLIMITED,
