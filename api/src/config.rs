@@ -296,11 +296,12 @@ impl Settings {
     /// The connections the pool holds: `DB_MAX_CONNECTIONS`, or else ten on
     /// PostgreSQL and on SQLite two for each core the process may run on.
     /// SQLite's readers run in the process, each on a thread of its own
-    /// with a page cache of its own that every commit leaves partly stale:
-    /// readers beyond the cores only switch threads and refresh caches. On
-    /// the one-core benchmark server two readers answered S3 with a p99 of
-    /// 17 ms where ten took 29 ms, and one left requests queued behind it
-    /// (bench/RESULTS.md, thirty-eighth round).
+    /// with a page cache of its own that every commit leaves partly stale.
+    /// Two for each core keep a request from queueing behind another's
+    /// statement; more only take turns with the writer and the HTTP worker.
+    /// On the one-core benchmark server ten readers raised S3's p99 by a
+    /// sixth over two, and one queued requests behind it (bench/RESULTS.md,
+    /// thirty-eighth round).
     pub fn pool_size(&self) -> u32 {
         self.db_max_connections
             .unwrap_or_else(|| if self.is_sqlite() { cores_to_run_on().saturating_mul(2) } else { POSTGRES_POOL })
