@@ -1013,6 +1013,18 @@ struct Placement {
     recipients: Option<Vec<i64>>,
 }
 
+impl Placement {
+    /// Everyone an order placed here concerns: as read with the place, or
+    /// else read now.
+    async fn concerned(&mut self, db: &DatabaseConnection) -> Result<Vec<i64>, DbErr> {
+        if let Some(recipients) = self.recipients.take() {
+            return Ok(recipients);
+        }
+        let groups = groups_at(Expr::val(self.community_id), Expr::val(self.building_id), self.unit_id.map(Expr::val));
+        audience::people(db, groups, None).await
+    }
+}
+
 /// Whom an order is for, and the phone it falls back to for contact.
 #[derive(FromQueryResult)]
 struct Resident {
@@ -1286,33 +1298,20 @@ pub async fn submit(
             }
         }
         // Read before taking the writer connection, SQLite's one lane.
-        (Place::Known(placement), None) => {
-            let recipients = match placement.recipients {
-                Some(recipients) => Ok(recipients),
-                None => {
-                    let groups = groups_at(
-                        Expr::val(placement.community_id),
-                        Expr::val(placement.building_id),
-                        placement.unit_id.map(Expr::val),
-                    );
-                    audience::people(&app.db, groups, None).await
-                }
-            };
-            match recipients {
-                Ok(recipients) => {
-                    let new = NewOrder {
-                        insert: SUBMISSIONS.statement(DbBackend::Sqlite, &shape, &parameters, order_insert),
-                        community_id: placement.community_id,
-                        submitter: principal.user_id,
-                        photos: &stored,
-                        claim,
-                        now,
-                    };
-                    app.writers.write(async |txn| new.write(txn, recipients).await).await
-                }
-                Err(err) => Err(err.into()),
+        (Place::Known(mut placement), None) => match placement.concerned(&app.db).await {
+            Ok(recipients) => {
+                let new = NewOrder {
+                    insert: SUBMISSIONS.statement(DbBackend::Sqlite, &shape, &parameters, order_insert),
+                    community_id: placement.community_id,
+                    submitter: principal.user_id,
+                    photos: &stored,
+                    claim,
+                    now,
+                };
+                app.writers.write(async |txn| new.write(txn, recipients).await).await
             }
-        }
+            Err(err) => Err(err.into()),
+        },
     };
     match result {
         Ok(order) => {
