@@ -1,5 +1,6 @@
 //! The global allocator: mimalloc, asked for a plain block whenever the
-//! alignment wanted is one every mimalloc block already has.
+//! alignment wanted is one every mimalloc block already has; and SQLite's,
+//! the same mimalloc.
 //!
 //! The `mimalloc` crate passes every request to `mi_malloc_aligned`. For a
 //! block size that is not a power of two, mimalloc serves that from its
@@ -11,10 +12,11 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout},
-    ffi::c_void,
+    ffi::{c_int, c_void},
 };
 
 use libmimalloc_sys as ffi;
+use libsqlite3_sys as sqlite;
 
 /// mimalloc's blocks are whole words from word-aligned pages, so any
 /// alignment up to a word holds for every block it hands out.
@@ -76,6 +78,68 @@ unsafe fn new_block(
         if layout.align() <= WORD { plain(layout.size()).cast() } else { aligned(layout.size(), layout.align()).cast() }
     }
 }
+
+/// Routes SQLite's own allocations to mimalloc, as Rust's are, and turns off
+/// the memory statistics SQLite keeps by default, which take a process-wide
+/// mutex around every allocation and free it makes. SQLite accepts both only
+/// before it starts; one that has started keeps its defaults.
+///
+/// # Safety
+/// No other thread may call SQLite meanwhile: its configuration is not
+/// guarded, so call this at the start of the process.
+pub unsafe fn route_sqlite_allocations() {
+    let methods = sqlite::sqlite3_mem_methods {
+        xMalloc: Some(sqlite_malloc),
+        xFree: Some(ffi::mi_free),
+        xRealloc: Some(sqlite_realloc),
+        xSize: Some(sqlite_size),
+        xRoundup: Some(sqlite_roundup),
+        xInit: Some(sqlite_init),
+        xShutdown: Some(sqlite_shutdown),
+        pAppData: std::ptr::null_mut(),
+    };
+    // SAFETY: the caller keeps other threads out of SQLite, SQLite copies
+    // `methods` before returning, and each option is given the argument type
+    // it reads.
+    let (statistics, allocator) = unsafe {
+        (
+            sqlite::sqlite3_config(sqlite::SQLITE_CONFIG_MEMSTATUS, 0 as c_int),
+            sqlite::sqlite3_config(sqlite::SQLITE_CONFIG_MALLOC, &raw const methods),
+        )
+    };
+    if statistics != sqlite::SQLITE_OK || allocator != sqlite::SQLITE_OK {
+        tracing::warn!(statistics, allocator, "SQLite had started already and keeps its own allocator");
+    }
+}
+
+// SQLite asks for sizes as C ints it has checked to be positive.
+unsafe extern "C" fn sqlite_malloc(size: c_int) -> *mut c_void {
+    // SAFETY: mimalloc serves any size, or returns null.
+    unsafe { ffi::mi_malloc(size as usize) }
+}
+
+unsafe extern "C" fn sqlite_realloc(block: *mut c_void, size: c_int) -> *mut c_void {
+    // SAFETY: SQLite passes a block from `sqlite_malloc` or this.
+    unsafe { ffi::mi_realloc(block, size as usize) }
+}
+
+// A block's usable size may exceed what SQLite asked for, which it may use;
+// saying less than the block holds is always safe.
+unsafe extern "C" fn sqlite_size(block: *mut c_void) -> c_int {
+    // SAFETY: as for `sqlite_realloc`.
+    c_int::try_from(unsafe { ffi::mi_usable_size(block) }).unwrap_or(c_int::MAX)
+}
+
+unsafe extern "C" fn sqlite_roundup(size: c_int) -> c_int {
+    // SAFETY: a pure computation on the size.
+    c_int::try_from(unsafe { ffi::mi_good_size(size as usize) }).unwrap_or(c_int::MAX)
+}
+
+unsafe extern "C" fn sqlite_init(_: *mut c_void) -> c_int {
+    sqlite::SQLITE_OK
+}
+
+unsafe extern "C" fn sqlite_shutdown(_: *mut c_void) {}
 
 #[cfg(test)]
 mod tests {

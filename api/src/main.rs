@@ -20,6 +20,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = api::config::Settings::from_env()?;
     api::telemetry::init(&settings);
     tracing::info!(?settings, "starting");
+    // SAFETY: nothing has used SQLite yet, and nothing else runs.
+    unsafe { api::allocator::route_sqlite_allocations() };
 
     let db = api::connect_database(&settings).await?;
     if cli.demo {

@@ -125,6 +125,9 @@ enum Scenario {
 }
 
 fn main() {
+    // SQLite's allocations too, as the server binary routes them.
+    // SAFETY: nothing has used SQLite yet, and nothing else runs.
+    unsafe { api::allocator::route_sqlite_allocations() };
     let cli = Cli::parse();
     match &cli.scenario {
         Scenario::ServeApi => serve_api(),
