@@ -27,6 +27,11 @@ const PARCEL_EVENTS: &str = "subscription { parcelEvents { kind parcel { trackin
 /// falls behind. One that waits for a connection is still timed from when it
 /// was due: its tracking number carries that time.
 const MAX_REGISTRATIONS_IN_FLIGHT: usize = 256;
+/// How long the desk keeps a connection it is not using: less than the
+/// server's keep-alive (actix's 5 s), whose close may cross a request sent
+/// on the connection, which then fails with no answer. Connections opened
+/// when the server fell behind sit idle the longest.
+const DESK_IDLE: Duration = Duration::from_secs(3);
 const REGISTER: &str = "mutation($unit: ID!, $tracking: String!) { registerParcel(input: {kind: PARCEL, carrier: \"顺丰\", trackingNumber: $tracking, recipientName: \"住户\", unitId: $unit}) { parcel { id } } }";
 
 fn micros_now() -> u64 {
@@ -84,7 +89,7 @@ pub async fn s5(fixture: &Fixture, subscribers: usize, per_second: u64, timing: 
     );
 
     let desk = Desk {
-        http: reqwest::Client::new(),
+        http: reqwest::Client::builder().pool_idle_timeout(DESK_IDLE).build().expect("http client"),
         // With several instances the registrations alternate between them,
         // so about half of the events reach a phone on another instance.
         urls: servers.iter().map(|server| server.url("/graphql")).collect(),
