@@ -20,7 +20,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let settings = api::config::Settings::from_env()?;
     api::telemetry::init(&settings);
     tracing::info!(?settings, "starting");
-    // SAFETY: nothing has used SQLite yet, and nothing else runs.
+    // SAFETY: no thread has used SQLite yet; this one is the first to, below.
     unsafe { api::allocator::route_sqlite_allocations() };
 
     let db = api::connect_database(&settings).await?;

@@ -126,7 +126,7 @@ enum Scenario {
 
 fn main() {
     // SQLite's allocations too, as the server binary routes them.
-    // SAFETY: nothing has used SQLite yet, and nothing else runs.
+    // SAFETY: the process has no other thread yet, and has not used SQLite.
     unsafe { api::allocator::route_sqlite_allocations() };
     let cli = Cli::parse();
     match &cli.scenario {
