@@ -627,13 +627,14 @@ fn join_columns<R: EntityTrait>(
 /// butlers of its building, its technician, and the community's supervisors
 /// and managers.
 async fn recipients(db: &impl ConnectionTrait, order: &repair_order::Model) -> ApiResult<Vec<i64>> {
-    let groups = groups_of(order);
+    let groups = groups_of(order.community_id, order.building_id, order.unit_id);
     Ok(audience::people(db, groups, order.assignee_id).await?)
 }
 
-/// The groups of people at `order`'s place (all but its technician).
-fn groups_of(order: &repair_order::Model) -> Vec<SelectStatement> {
-    groups_at(Expr::val(order.community_id), Expr::val(order.building_id), order.unit_id.map(Expr::val))
+/// The groups of people at a known place (everyone an order there concerns
+/// but its technician).
+fn groups_of(community_id: i64, building_id: i64, unit_id: Option<i64>) -> Vec<SelectStatement> {
+    groups_at(Expr::val(community_id), Expr::val(building_id), unit_id.map(Expr::val))
 }
 
 /// The groups of people at a place: its community, building and unit, as
@@ -862,7 +863,7 @@ async fn commit_change(
         .filter(repair_order::Column::Version.eq(order.version));
     let changed = match app.writers.alone() {
         Some(db) => {
-            let mut groups = groups_of(order);
+            let mut groups = groups_of(order.community_id, order.building_id, order.unit_id);
             // And the technician the update leaves assigned.
             let mut assignee = select_written(repair_order::Column::AssigneeId);
             assignee.and_where(written(repair_order::Column::AssigneeId).is_not_null());
@@ -1020,8 +1021,7 @@ impl Placement {
         if let Some(recipients) = self.recipients.take() {
             return Ok(recipients);
         }
-        let groups = groups_at(Expr::val(self.community_id), Expr::val(self.building_id), self.unit_id.map(Expr::val));
-        audience::people(db, groups, None).await
+        audience::people(db, groups_of(self.community_id, self.building_id, self.unit_id), None).await
     }
 }
 
