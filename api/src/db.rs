@@ -3,7 +3,7 @@
 use std::{
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU8, Ordering},
     },
     time::Duration,
 };
@@ -56,7 +56,8 @@ impl WriteQueue {
             open: None,
             waiting: Vec::new(),
             commit_queued: false,
-            savepoint_left_open: false,
+            release_pending: None,
+            left_open: None,
         }));
         tokio::spawn(checkpoints(Arc::downgrade(&queue), checkpointer));
         Self::Sqlite(queue)
@@ -106,7 +107,16 @@ impl WriteQueue {
         if shared.open.is_none() {
             shared.open = Some(begin_immediate(&shared.writer).await?);
         }
-        Ok(Write::Turn(Turn { shared, queue: queue.clone(), savepoint_open: AtomicBool::new(false) }))
+        let releases = shared.release_pending.take();
+        let (savepoint, opening) = Savepoint::after(releases);
+        Ok(Write::Turn(Turn {
+            shared,
+            queue: queue.clone(),
+            savepoint,
+            opening,
+            releases,
+            savepoint_state: AtomicU8::new(savepoint_state::UNOPENED),
+        }))
     }
 }
 
@@ -187,14 +197,69 @@ pub enum Write {
     Turn(Turn),
 }
 
-/// The writer's savepoint is opened by its first statement, in the same
-/// round trip to SQLite's connection: every round trip holds up the writers
-/// queued behind. A turn begins with no savepoint of this name open, as each
-/// turn closes its own (or leaves it to be undone), so undoing it never
-/// reaches the writes of the writers before.
-const OPEN_SAVEPOINT: &str = "SAVEPOINT writer;\n";
-const RELEASE_SAVEPOINT: &str = "RELEASE writer";
-const UNDO_SAVEPOINT: &str = "ROLLBACK TO writer; RELEASE writer";
+/// The name of a writer's savepoint on SQLite's writer connection.
+///
+/// Every round trip to that connection holds up the writers queued behind,
+/// so a writer's savepoint is opened by its first statement, in the same
+/// round trip; and that of a writer that succeeded is released by the next
+/// writer's first statement, or by the commit. The two names take turns, so
+/// that the savepoint a writer opens is never the one it releases: should
+/// its request be cancelled while its first statement is in flight, undoing
+/// its own savepoint can reach nothing of the writer before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Savepoint {
+    Even,
+    Odd,
+}
+
+impl Savepoint {
+    /// The savepoint a turn opens, and the SQL that opens it, releasing
+    /// first the savepoint of the writer before if it is still open.
+    fn after(pending: Option<Savepoint>) -> (Self, &'static str) {
+        match pending {
+            None => (Savepoint::Even, "SAVEPOINT writer_even;\n"),
+            Some(Savepoint::Even) => (Savepoint::Odd, "RELEASE writer_even;\nSAVEPOINT writer_odd;\n"),
+            Some(Savepoint::Odd) => (Savepoint::Even, "RELEASE writer_odd;\nSAVEPOINT writer_even;\n"),
+        }
+    }
+
+    /// Undoes this savepoint's writes and closes it.
+    fn undo(self) -> &'static str {
+        match self {
+            Savepoint::Even => "ROLLBACK TO writer_even; RELEASE writer_even",
+            Savepoint::Odd => "ROLLBACK TO writer_odd; RELEASE writer_odd",
+        }
+    }
+}
+
+/// Where a turn's savepoint stands (`Turn::savepoint_state`).
+mod savepoint_state {
+    /// No statement has run: the savepoint is not open.
+    pub const UNOPENED: u8 = 0;
+    /// The first statement, which opens it, is on its way: should the turn
+    /// end now, whether it was opened is unknown.
+    pub const OPENING: u8 = 1;
+    /// The first statement has answered; should it have failed before the
+    /// savepoint, undoing it fails and changes nothing.
+    pub const OPEN: u8 = 2;
+    /// Undone; or kept, for the next writer's first statement or the commit
+    /// to release.
+    pub const CLOSED: u8 = 3;
+}
+
+/// A savepoint left open when its writer's turn ended: the request was
+/// cancelled, or undoing it failed. Its writes are undone before anyone
+/// else writes or commits.
+#[derive(Clone, Copy)]
+struct LeftOpen {
+    savepoint: Savepoint,
+    /// Its writer was cancelled while its first statement was on its way.
+    /// If undoing it fails, that statement never opened it, and may or may
+    /// not have released the savepoint of the writer before: the shared
+    /// transaction is then committed, so that the next writer begins with
+    /// none open.
+    maybe_unopened: bool,
+}
 
 impl Write {
     async fn commit(self) -> Result<(), DbErr> {
@@ -202,12 +267,21 @@ impl Write {
             Write::Own(txn) => return txn.commit().await,
             Write::Turn(turn) => turn,
         };
-        let released = turn.close_savepoint(RELEASE_SAVEPOINT).await;
-        // Even when the release failed, the writer answers only after the
-        // writes it saw are committed.
-        let committed = turn.end().await;
-        released?;
-        committed.map_err(DbErr::Custom)
+        let state = turn.savepoint_state.get_mut();
+        match *state {
+            savepoint_state::OPEN => {
+                *state = savepoint_state::CLOSED;
+                turn.shared.release_pending = Some(turn.savepoint);
+            }
+            // A statement dropped before it answered leaves the savepoint's
+            // state unknown; the turn's end undoes it.
+            savepoint_state::OPENING => {
+                let _ = turn.end().await;
+                return Err(DbErr::Custom("a writer's first statement did not answer".into()));
+            }
+            _ => {}
+        }
+        turn.end().await.map_err(DbErr::Custom)
     }
 
     /// Undoes this writer's writes, keeping those of the writers before it.
@@ -219,9 +293,15 @@ impl Write {
                 let _ = txn.rollback().await;
             }
             Write::Turn(mut turn) => {
-                // A savepoint left open is undone before the next writer's turn.
-                let _ = turn.close_savepoint(UNDO_SAVEPOINT).await;
-                // The writer answers with its own error, whatever the commit's outcome.
+                if *turn.savepoint_state.get_mut() == savepoint_state::OPEN
+                    && let Ok(open) = turn.transaction()
+                    && open.execute_unprepared(turn.savepoint.undo()).await.is_ok()
+                {
+                    *turn.savepoint_state.get_mut() = savepoint_state::CLOSED;
+                }
+                // Otherwise the turn's end leaves it to be undone before the
+                // next writer's turn. The writer answers with its own error,
+                // whatever the commit's outcome.
                 let _ = turn.end().await;
             }
         }
@@ -240,31 +320,31 @@ impl ConnectionTrait for Write {
     async fn execute_raw(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match self {
             Write::Own(txn) => txn.execute_raw(stmt).await,
-            Write::Turn(turn) => turn.transaction()?.execute_raw(turn.in_savepoint(stmt)).await,
+            Write::Turn(turn) => turn.run(stmt, async |txn, stmt| txn.execute_raw(stmt).await).await,
         }
     }
 
     async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
         match self {
             Write::Own(txn) => txn.execute_unprepared(sql).await,
-            Write::Turn(turn) => match turn.opens_savepoint() {
-                true => turn.transaction()?.execute_unprepared(&format!("{OPEN_SAVEPOINT}{sql}")).await,
-                false => turn.transaction()?.execute_unprepared(sql).await,
-            },
+            Write::Turn(turn) => {
+                let stmt = Statement::from_string(DbBackend::Sqlite, sql);
+                turn.run(stmt, async |txn, stmt| txn.execute_unprepared(&stmt.sql).await).await
+            }
         }
     }
 
     async fn query_one_raw(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
         match self {
             Write::Own(txn) => txn.query_one_raw(stmt).await,
-            Write::Turn(turn) => turn.transaction()?.query_one_raw(turn.in_savepoint(stmt)).await,
+            Write::Turn(turn) => turn.run(stmt, async |txn, stmt| txn.query_one_raw(stmt).await).await,
         }
     }
 
     async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self {
             Write::Own(txn) => txn.query_all_raw(stmt).await,
-            Write::Turn(turn) => turn.transaction()?.query_all_raw(turn.in_savepoint(stmt)).await,
+            Write::Turn(turn) => turn.run(stmt, async |txn, stmt| txn.query_all_raw(stmt).await).await,
         }
     }
 }
@@ -277,23 +357,24 @@ pub struct SharedCommit {
     waiting: Vec<oneshot::Sender<Result<(), String>>>,
     /// A task is queued for the turn after the writers now waiting, to commit.
     commit_queued: bool,
-    /// A writer's turn ended with its savepoint open: its request was
-    /// cancelled, or SQLite failed to release or undo it. Its writes are
-    /// undone before anyone else writes or commits.
-    savepoint_left_open: bool,
+    /// The savepoint of the last writer, which succeeded: the next writer's
+    /// first statement releases it, or the commit does.
+    release_pending: Option<Savepoint>,
+    left_open: Option<LeftOpen>,
 }
 
 impl SharedCommit {
     /// Undoes the writes of a savepoint a writer left open. False if that
-    /// failed: SQLite may have rolled the whole transaction back on the
-    /// error that ended the turn, so no further writer should join it.
+    /// failed, and the shared transaction must be committed before anyone
+    /// else writes: SQLite may have rolled it back on the error that ended
+    /// the turn, or the savepoint was never opened (see
+    /// [`LeftOpen::maybe_unopened`]).
     async fn undo_savepoint_left_open(&mut self) -> bool {
-        if !std::mem::take(&mut self.savepoint_left_open) {
-            return true;
-        }
+        let Some(left) = self.left_open.take() else { return true };
         let Some(open) = &self.open else { return true };
-        match open.execute_unprepared(UNDO_SAVEPOINT).await {
+        match open.execute_unprepared(left.savepoint.undo()).await {
             Ok(_) => true,
+            Err(_) if left.maybe_unopened => false,
             Err(err) => {
                 tracing::warn!(error = %err, "undoing a writer's savepoint failed");
                 false
@@ -301,9 +382,11 @@ impl SharedCommit {
         }
     }
 
-    /// Commits the open transaction and tells the writers waiting for it.
+    /// Commits the open transaction, savepoints and all, and tells the
+    /// writers waiting for it.
     async fn commit(&mut self) {
         self.undo_savepoint_left_open().await;
+        self.release_pending = None;
         let Some(open) = self.open.take() else { return };
         let outcome = open.commit().await.map_err(|err| {
             tracing::error!(error = %err, writers = self.waiting.len(), "shared commit failed");
@@ -321,15 +404,27 @@ impl SharedCommit {
 pub struct Turn {
     shared: OwnedMutexGuard<SharedCommit>,
     queue: Arc<Mutex<SharedCommit>>,
-    /// The writer's savepoint is open: its first statement opened it, and
-    /// it is not yet released or undone.
-    savepoint_open: AtomicBool,
+    /// The savepoint this writer's writes go into.
+    savepoint: Savepoint,
+    /// The SQL its first statement begins with, which opens it.
+    opening: &'static str,
+    /// The savepoint of the writer before, which `opening` releases.
+    releases: Option<Savepoint>,
+    /// One of [`savepoint_state`]'s.
+    savepoint_state: AtomicU8,
 }
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        if *self.savepoint_open.get_mut() {
-            self.shared.savepoint_left_open = true;
+        let (savepoint, releases) = (self.savepoint, self.releases);
+        match *self.savepoint_state.get_mut() {
+            // No statement went out: the savepoint before is still to release.
+            savepoint_state::UNOPENED => self.shared.release_pending = releases,
+            savepoint_state::OPENING => {
+                self.shared.left_open = Some(LeftOpen { savepoint, maybe_unopened: true });
+            }
+            savepoint_state::OPEN => self.shared.left_open = Some(LeftOpen { savepoint, maybe_unopened: false }),
+            _ => {}
         }
         if self.shared.open.is_some() && !self.shared.commit_queued {
             // The commit takes the turn after the writers already queued, so
@@ -351,34 +446,31 @@ impl Turn {
         self.shared.open.as_ref().ok_or_else(|| DbErr::Custom("the shared transaction is not open".into()))
     }
 
-    /// Whether the statement about to run is the writer's first, which
-    /// opens its savepoint. Marked open before it runs: should the writer be
-    /// cancelled meanwhile, the savepoint is undone, whether it was opened
-    /// or not.
-    fn opens_savepoint(&self) -> bool {
-        !self.savepoint_open.swap(true, Ordering::Relaxed)
-    }
-
-    fn in_savepoint(&self, mut stmt: Statement) -> Statement {
-        if self.opens_savepoint() {
-            stmt.sql = format!("{OPEN_SAVEPOINT}{}", stmt.sql);
+    /// Runs `stmt` with `run` in the shared transaction; the writer's first
+    /// statement opens its savepoint.
+    async fn run<T>(
+        &self,
+        mut stmt: Statement,
+        run: impl AsyncFnOnce(&DatabaseTransaction, Statement) -> Result<T, DbErr>,
+    ) -> Result<T, DbErr> {
+        let txn = self.transaction()?;
+        let opens = self
+            .savepoint_state
+            .compare_exchange(savepoint_state::UNOPENED, savepoint_state::OPENING, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+        if opens {
+            stmt.sql = format!("{}{}", self.opening, stmt.sql);
         }
-        stmt
-    }
-
-    /// Releases or undoes the writer's savepoint with `sql`, if it opened one.
-    async fn close_savepoint(&mut self, sql: &str) -> Result<(), DbErr> {
-        if !*self.savepoint_open.get_mut() {
-            return Ok(());
+        let answer = run(txn, stmt).await;
+        if opens {
+            self.savepoint_state.store(savepoint_state::OPEN, Ordering::Relaxed);
         }
-        self.transaction()?.execute_unprepared(sql).await?;
-        *self.savepoint_open.get_mut() = false;
-        Ok(())
+        answer
     }
 
     /// Ends the turn and waits for the commit of the shared transaction,
     /// which holds what the writers before it left, plus this writer's
-    /// writes if its savepoint was released.
+    /// writes unless they were undone.
     async fn end(mut self) -> Result<(), String> {
         let (committed, outcome) = oneshot::channel();
         self.shared.waiting.push(committed);
@@ -715,22 +807,102 @@ mod tests {
         assert_eq!(committed(&reader).await, vec![1, 3]);
     }
 
-    #[tokio::test]
-    async fn a_writer_cancelled_in_its_turn_leaves_the_others_committed() {
+    /// Queues the writer `start` starts between one that inserts 1 and one
+    /// that inserts 3, cancels it in its turn, and checks that the others'
+    /// rows are committed and none of its own.
+    async fn cancelled_in_its_turn(start: impl FnOnce(&WriteQueue) -> tokio::task::JoinHandle<ApiResult<()>>) {
         let (_dir, reader, queue) = numbers().await;
         let (first, first_go) = holding(&queue, 1);
         settle().await;
-        let (second, _never) = holding(&queue, 2);
+        let cancelled = start(&queue);
         settle().await;
         let third = inserting(&queue, &[3]);
         settle().await;
 
         first_go.send(()).expect("first writer waits");
         settle().await;
-        second.abort();
+        assert!(!cancelled.is_finished(), "the writer is in its turn");
+        cancelled.abort();
         finished(first).await.expect("first writer");
         finished(third).await.expect("third writer");
         assert_eq!(committed(&reader).await, vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_in_its_turn_leaves_the_others_committed() {
+        cancelled_in_its_turn(|queue| {
+            writer(queue, |txn| {
+                Box::pin(async move {
+                    insert(txn, 2).await?;
+                    std::future::pending().await
+                })
+            })
+        })
+        .await;
+    }
+
+    /// Inserts `n` once SQLite has counted to a million: a statement that
+    /// is still running a while after it went out.
+    fn slow_insert(n: i64) -> String {
+        format!(
+            "INSERT INTO number SELECT {n} WHERE (WITH RECURSIVE c(i) AS \
+             (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000000) SELECT count(*) FROM c) > 0"
+        )
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_while_its_first_statement_runs_undoes_its_own_writes_only() {
+        // Its first statement releases the first writer's savepoint.
+        cancelled_in_its_turn(|queue| {
+            writer(queue, |txn| Box::pin(async move { Ok(txn.execute_unprepared(&slow_insert(2)).await.map(drop)?) }))
+        })
+        .await;
+    }
+
+    /// Starts a writer whose first statement is on its way and never goes
+    /// out, as when its request is cancelled at that moment.
+    fn never_sending(queue: &WriteQueue) -> tokio::task::JoinHandle<ApiResult<()>> {
+        writer(queue, |txn| {
+            Box::pin(async move {
+                let Write::Turn(turn) = txn else { panic!("SQLite's writers take turns") };
+                let never_sent = Statement::from_string(DbBackend::Sqlite, "INSERT INTO number VALUES (0)");
+                turn.run(never_sent, async |_, _| std::future::pending::<Result<(), DbErr>>().await).await?;
+                Ok(())
+            })
+        })
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_before_its_first_statement_went_out_undoes_nothing_of_the_writer_before() {
+        // Its first statement would release the first writer's savepoint.
+        cancelled_in_its_turn(never_sending).await;
+    }
+
+    #[tokio::test]
+    async fn a_writer_cancelled_before_any_statement_leaves_the_release_it_would_have_sent_to_the_next() {
+        let (_dir, reader, queue) = numbers().await;
+        let (first, first_go) = holding(&queue, 1);
+        settle().await;
+        let idle = writer(&queue, |_| Box::pin(std::future::pending()));
+        settle().await;
+        let (third, fourth) = (inserting(&queue, &[3]), inserting(&queue, &[4]));
+        settle().await;
+        // Should the savepoint of the first still be open, nested under the
+        // others, undoing this one's savepoint, of the same name, reaches it.
+        let fifth = never_sending(&queue);
+        settle().await;
+        let sixth = inserting(&queue, &[6]);
+        settle().await;
+
+        first_go.send(()).expect("first writer waits");
+        settle().await;
+        idle.abort();
+        settle().await;
+        fifth.abort();
+        for writer in [first, third, fourth, sixth] {
+            finished(writer).await.expect("writer");
+        }
+        assert_eq!(committed(&reader).await, vec![1, 3, 4, 6]);
     }
 
     /// The server's writer connection to the database at `path`.

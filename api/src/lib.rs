@@ -128,8 +128,14 @@ fn connect_options(settings: &Settings, sqlite_writer: bool) -> ConnectOptions {
             // of its own, for its rollback. In a temporary file, as by
             // default, that took a system call a page (S3 in
             // bench/RESULTS.md); it lasts one writer's turn, so memory holds it.
-            // Checkpoints are left to `db::checkpoints`.
-            if sqlite_writer { opts.pragma("temp_store", "memory").pragma("wal_autocheckpoint", "0") } else { opts }
+            // Checkpoints are left to `db::checkpoints`. A writer's first
+            // statement comes in three forms (see `db::Savepoint`), each
+            // prepared and kept apart: room for three times the default.
+            if sqlite_writer {
+                opts.pragma("temp_store", "memory").pragma("wal_autocheckpoint", "0").statement_cache_capacity(300)
+            } else {
+                opts
+            }
         });
     if let Some(schema) = &settings.database_schema {
         options.set_schema_search_path(schema.clone());
