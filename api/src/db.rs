@@ -108,12 +108,9 @@ impl WriteQueue {
             shared.open = Some(begin_immediate(&shared.writer).await?);
         }
         let releases = shared.release_pending.take();
-        let (savepoint, opening) = Savepoint::after(releases);
         Ok(Write::Turn(Turn {
             shared,
             queue: queue.clone(),
-            savepoint,
-            opening,
             releases,
             savepoint_state: AtomicU8::new(savepoint_state::UNOPENED),
         }))
@@ -271,7 +268,7 @@ impl Write {
         match *state {
             savepoint_state::OPEN => {
                 *state = savepoint_state::CLOSED;
-                turn.shared.release_pending = Some(turn.savepoint);
+                turn.shared.release_pending = Some(turn.savepoint());
             }
             // A statement dropped before it answered leaves the savepoint's
             // state unknown; the turn's end undoes it.
@@ -295,7 +292,7 @@ impl Write {
             Write::Turn(mut turn) => {
                 if *turn.savepoint_state.get_mut() == savepoint_state::OPEN
                     && let Ok(open) = turn.transaction()
-                    && open.execute_unprepared(turn.savepoint.undo()).await.is_ok()
+                    && open.execute_unprepared(turn.savepoint().undo()).await.is_ok()
                 {
                     *turn.savepoint_state.get_mut() = savepoint_state::CLOSED;
                 }
@@ -404,11 +401,8 @@ impl SharedCommit {
 pub struct Turn {
     shared: OwnedMutexGuard<SharedCommit>,
     queue: Arc<Mutex<SharedCommit>>,
-    /// The savepoint this writer's writes go into.
-    savepoint: Savepoint,
-    /// The SQL its first statement begins with, which opens it.
-    opening: &'static str,
-    /// The savepoint of the writer before, which `opening` releases.
+    /// The savepoint of the writer before, which this writer's first
+    /// statement releases; it gives this writer's (`Savepoint::after`).
     releases: Option<Savepoint>,
     /// One of [`savepoint_state`]'s.
     savepoint_state: AtomicU8,
@@ -416,7 +410,7 @@ pub struct Turn {
 
 impl Drop for Turn {
     fn drop(&mut self) {
-        let (savepoint, releases) = (self.savepoint, self.releases);
+        let (savepoint, releases) = (self.savepoint(), self.releases);
         match *self.savepoint_state.get_mut() {
             // No statement went out: the savepoint before is still to release.
             savepoint_state::UNOPENED => self.shared.release_pending = releases,
@@ -446,6 +440,11 @@ impl Turn {
         self.shared.open.as_ref().ok_or_else(|| DbErr::Custom("the shared transaction is not open".into()))
     }
 
+    /// The savepoint this writer's writes go into.
+    fn savepoint(&self) -> Savepoint {
+        Savepoint::after(self.releases).0
+    }
+
     /// Runs `stmt` with `run` in the shared transaction; the writer's first
     /// statement opens its savepoint.
     async fn run<T>(
@@ -459,7 +458,7 @@ impl Turn {
             .compare_exchange(savepoint_state::UNOPENED, savepoint_state::OPENING, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok();
         if opens {
-            stmt.sql = format!("{}{}", self.opening, stmt.sql);
+            stmt.sql = format!("{}{}", Savepoint::after(self.releases).1, stmt.sql);
         }
         let answer = run(txn, stmt).await;
         if opens {
